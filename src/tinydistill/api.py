@@ -76,13 +76,25 @@ def _data(cfg: C.RunConfig, labels_from: str | None = None) -> TaskData:
     )
 
 
-def _resolve(cfg: C.RunConfig, data: TaskData) -> C.RunConfig:
+def _position_limit(*models: Any, tokenizer: Any = None) -> int:
+    """Longest input every model (and the tokenizer) accepts."""
+    limits = [m.config.max_position_embeddings for m in models]
+    if tokenizer is not None and 0 < tokenizer.model_max_length < 100_000:
+        limits.append(tokenizer.model_max_length)
+    return min(limits)
+
+
+def _resolve(cfg: C.RunConfig, data: TaskData, position_limit: int | None = None) -> C.RunConfig:
+    """Fill unset values from the task's defaults; cap the length at what the models accept."""
     spec = data.spec
+    length = cfg.max_seq_length or spec.max_seq_length
+    if position_limit:
+        length = min(length, position_limit)
     return dataclasses.replace(
         cfg,
         epochs=cfg.epochs or spec.epochs,
         learning_rate=cfg.learning_rate or spec.learning_rate,
-        max_seq_length=cfg.max_seq_length or spec.max_seq_length,
+        max_seq_length=length,
         batch_size=cfg.batch_size or spec.batch_size,
     )
 
@@ -102,7 +114,7 @@ def finetune(cfg: C.FinetuneConfig) -> dict[str, Any]:
     data = _data(cfg)
     tokenizer = load_tokenizer(cfg.model)
     model = load_classifier(cfg.model, data.spec)
-    cfg = _resolve(cfg, data)
+    cfg = _resolve(cfg, data, _position_limit(model, tokenizer=tokenizer))
     set_seed(cfg.seed)
     output = Path(cfg.output)
     output.mkdir(parents=True, exist_ok=True)
@@ -182,7 +194,7 @@ def distill(cfg: C.DistillConfig) -> dict[str, Any]:
     if cfg.init_from_teacher:
         init_from_teacher(student, teacher, layers)
     user_lr = cfg.learning_rate
-    cfg = _resolve(cfg, data)
+    cfg = _resolve(cfg, data, _position_limit(teacher, student, tokenizer=tokenizer))
     cfg.intermediate_lr = cfg.intermediate_lr or user_lr or STEP_LR["intermediate"]
     cfg.prediction_lr = cfg.prediction_lr or user_lr or STEP_LR["prediction"]
     cfg.intermediate_epochs = cfg.intermediate_epochs or cfg.epochs
@@ -194,6 +206,12 @@ def distill(cfg: C.DistillConfig) -> dict[str, Any]:
         "all": ["intermediate", "prediction"],
     }[cfg.stage]
     if "intermediate" in stages and cfg.weights.get("attention", 0):
+        heads = (student.config.num_attention_heads, teacher.config.num_attention_heads)
+        if heads[0] != heads[1]:
+            raise TinyDistillError(
+                f"the attention loss needs equal head counts: student has {heads[0]}, teacher {heads[1]} "
+                "(use a student with the teacher's head count, or set the attention weight to 0)"
+            )
         enable_capture(teacher)
         enable_capture(student)
     proj = HiddenProjection(

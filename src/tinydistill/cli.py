@@ -27,13 +27,13 @@ DataDir = Annotated[
     str | None,
     typer.Option("--data-dir", help="GLUE root with <TASK>/{train,dev}.tsv; omit for HF datasets."),
 ]
-Output = Annotated[str, typer.Option("--output", help="Run directory (model, config, metrics, logs).")]
+Output = Annotated[str | None, typer.Option("--output", help="Run directory (model, config, metrics, logs).")]
 TrainFile = Annotated[
     str | None, typer.Option("--train-file", help="Train file replacing the task's train split.")
 ]
 DevFile = Annotated[str | None, typer.Option("--dev-file", help="Dev file (custom tasks).")]
 TextCols = Annotated[str | None, typer.Option("--text-columns", help="Comma-separated text column names.")]
-LabelCol = Annotated[str, typer.Option("--label-column", help="Label column name (custom files).")]
+LabelCol = Annotated[str | None, typer.Option("--label-column", help="Label column name (default: label).")]
 MaxTrain = Annotated[int | None, typer.Option("--max-train-samples", help="Use a seeded random subset.")]
 MaxEval = Annotated[int | None, typer.Option("--max-eval-samples")]
 MaxSteps = Annotated[int | None, typer.Option("--max-steps", help="Cap optimizer steps (per stage).")]
@@ -83,14 +83,14 @@ def _common(**kw: Any) -> dict[str, Any]:
 def finetune(
     task: Task,
     model: Annotated[
-        str, typer.Option("--model", help="HF encoder: local dir or hub id.")
-    ] = "all-MiniLM-L6-v2",
-    output: Output = "runs/teacher",
+        str | None, typer.Option("--model", help="HF encoder dir or hub id [default: all-MiniLM-L6-v2].")
+    ] = None,
+    output: Output = None,
     data_dir: DataDir = None,
     train_file: TrainFile = None,
     dev_file: DevFile = None,
     text_columns: TextCols = None,
-    label_column: LabelCol = "label",
+    label_column: LabelCol = None,
     max_train_samples: MaxTrain = None,
     max_eval_samples: MaxEval = None,
     max_steps: MaxSteps = None,
@@ -136,16 +136,16 @@ def finetune(
 def distill(
     task: Task,
     teacher: Annotated[str, typer.Option("--teacher", help="Fine-tuned teacher dir.")],
-    student: Annotated[str, typer.Option("--student", help="Preset, checkpoint dir, or config.json.")] = (
-        "tinybert-4l-312"
-    ),
-    output: Output = "runs/student",
-    stage: Annotated[str, typer.Option("--stage", help="intermediate | prediction | all")] = "all",
+    student: Annotated[
+        str | None, typer.Option("--student", help="Preset, checkpoint or config [tinybert-4l-312].")
+    ] = None,
+    output: Output = None,
+    stage: Annotated[str | None, typer.Option("--stage", help="intermediate|prediction|all [all]")] = None,
     data_dir: DataDir = None,
     train_file: TrainFile = None,
     dev_file: DevFile = None,
     text_columns: TextCols = None,
-    label_column: LabelCol = "label",
+    label_column: LabelCol = None,
     max_train_samples: MaxTrain = None,
     max_eval_samples: MaxEval = None,
     max_steps: MaxSteps = None,
@@ -216,7 +216,7 @@ def evaluate(
     data_dir: DataDir = None,
     dev_file: DevFile = None,
     text_columns: TextCols = None,
-    label_column: LabelCol = "label",
+    label_column: LabelCol = None,
     max_seq_length: SeqLen = None,
     batch_size: Annotated[int, typer.Option("--batch-size")] = 64,
     max_eval_samples: MaxEval = None,
@@ -231,7 +231,7 @@ def evaluate(
         data_dir=data_dir,
         dev_file=dev_file,
         text_columns=_columns(text_columns),
-        label_column=label_column,
+        label_column=label_column or "label",
         max_seq_length=max_seq_length,
         batch_size=batch_size,
         max_eval_samples=max_eval_samples,

@@ -48,6 +48,7 @@ class RunConfig:
 @dataclass
 class FinetuneConfig(RunConfig):
     model: str = "all-MiniLM-L6-v2"
+    output: str = "runs/teacher"
 
 
 @dataclass
@@ -55,6 +56,7 @@ class DistillConfig(RunConfig):
     """TinyBERT task distillation (step 1 intermediate layers, step 2 prediction layer)."""
 
     teacher: str = ""
+    output: str = "runs/student"
     student: str = "tinybert-4l-312"
     stage: str = "all"
     layer_map: str = "uniform"
@@ -92,16 +94,57 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     return data
 
 
+def _coerce(name: str, value: Any, annotation: str) -> Any:
+    """Convert YAML/CLI values to the field's type (YAML 1.1 reads ``1e-4`` as a string)."""
+    if value is None:
+        return None
+    kinds = [k.strip() for k in annotation.split("|")]
+    try:
+        if "float" in kinds and not isinstance(value, bool):
+            return float(value)
+        if "int" in kinds and not isinstance(value, bool):
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError(value)
+            return int(value)
+        if "bool" in kinds:
+            if isinstance(value, bool):
+                return value
+            if str(value).lower() in {"true", "yes", "1", "on"}:
+                return True
+            if str(value).lower() in {"false", "no", "0", "off"}:
+                return False
+            raise ValueError(value)
+        if "str" in kinds:
+            if isinstance(value, (dict, list)):
+                raise ValueError(value)
+            return str(value)
+        if annotation.startswith("list") and not isinstance(value, list):
+            return [str(v).strip() for v in str(value).split(",") if str(v).strip()]
+        if annotation.startswith("dict"):
+            if not isinstance(value, dict):
+                raise ValueError(value)
+            return {str(k): float(v) for k, v in value.items()}
+    except (TypeError, ValueError):
+        raise TinyDistillError(f"config option {name}: {value!r} is not a valid {annotation}") from None
+    return value
+
+
 def build(cls: type[RunConfig], yaml_path: str | Path | None = None, **overrides: Any) -> RunConfig:
-    """Defaults < YAML file < explicit (non-None) overrides; unknown keys are an error."""
+    """Defaults < YAML file < explicit (non-None) overrides; unknown keys are an error.
+
+    ``weights`` from YAML/flags update the default weights rather than replacing them all.
+    """
     values: dict[str, Any] = {}
     if yaml_path:
         values.update(load_yaml(yaml_path))
     values.update({k: v for k, v in overrides.items() if v is not None})
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - names)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - set(fields))
     if unknown:
         raise TinyDistillError(f"unknown config option(s): {', '.join(unknown)}")
+    values = {k: _coerce(k, v, str(fields[k].type)) for k, v in values.items()}
+    if "weights" in values and "weights" in fields:
+        values["weights"] = {**fields["weights"].default_factory(), **values["weights"]}
     cfg = cls(**values)
     validate(cfg)
     return cfg

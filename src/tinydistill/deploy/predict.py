@@ -1,0 +1,198 @@
+"""Batched inference over a TSV / CSV / JSONL file, and dev-set scoring of any runner (PyTorch or ONNX).
+
+Output rows keep the input columns and add ``prediction`` plus ``prob_<label>`` per class (or ``score``
+for a regression head). Texts are sorted by length into batches and written back in input order.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tinydistill.deploy.runtime import Runner, encode, load_runner, softmax
+from tinydistill.errors import TinyDistillError
+from tinydistill.tasks import compute_metrics
+from tinydistill.tasks.readers import _iter_records
+
+FORMATS = (".tsv", ".csv", ".jsonl")
+# Text columns of GLUE files and common datasets, tried in order when --text-columns is not given.
+KNOWN_COLUMNS = [
+    ("sentence1", "sentence2"),
+    ("question1", "question2"),
+    ("question", "sentence"),
+    ("premise", "hypothesis"),
+    ("#1 String", "#2 String"),
+    ("text_a", "text_b"),
+    ("sentence",),
+    ("text",),
+]
+_NOT_TEXT = {"label", "labels", "idx", "index", "id", "score", "quality"}
+
+
+def _format(path: Path, what: str) -> str:
+    suffix = path.suffix.lower()
+    if suffix not in FORMATS:
+        raise TinyDistillError(
+            f"{what} {path}: unsupported file type {suffix or '(none)'!r} (expected .tsv, .csv, .jsonl)"
+        )
+    return suffix
+
+
+def read_rows(
+    path: str | Path, text_columns: list[str] | None = None
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """All rows of the input file as dicts, and the text column(s) to classify."""
+    path = Path(path)
+    _format(path, "input")
+    if not path.is_file():
+        raise TinyDistillError(f"input file not found: {path}")
+    first = next(_iter_records(path, []), None)
+    if first is None:
+        raise TinyDistillError(f"{path}: no rows")
+    columns = list(first[1])
+    chosen = text_columns or guess_text_columns(columns)
+    if not chosen or len(chosen) > 2:
+        raise TinyDistillError(f"{path}: give 1 or 2 text columns (--text-columns), found columns: {columns}")
+    rows = [row for _, row in _iter_records(path, chosen)]
+    for i, row in enumerate(rows, start=1):
+        for c in chosen:
+            if not isinstance(row[c], str):
+                row[c] = "" if row[c] is None else str(row[c])
+            if not row[c].strip() and c == chosen[0]:
+                raise TinyDistillError(f"{path}: row {i}: empty text in column {c!r}")
+    return rows, chosen
+
+
+def guess_text_columns(columns: list[str]) -> list[str]:
+    """A known text-column set, else the first column that does not look like a label or id."""
+    present = set(columns)
+    for cand in KNOWN_COLUMNS:
+        if all(c in present for c in cand):
+            return list(cand)
+    rest = [c for c in columns if c.strip().lower() not in _NOT_TEXT and "id" not in c.lower().split()]
+    return rest[:1]
+
+
+def predict_logits(
+    runner: Runner,
+    texts_a: list[str],
+    texts_b: list[str] | None = None,
+    batch_size: int = 32,
+    max_seq_length: int = 128,
+) -> np.ndarray:
+    """Logits for every text (pair), batched by length, in input order."""
+    if batch_size <= 0:
+        raise TinyDistillError(f"--batch-size must be positive, got {batch_size}")
+    tok = runner.tokenizer
+    max_len = min(max_seq_length, runner.max_length)
+    order = sorted(range(len(texts_a)), key=lambda i: len(texts_a[i]) + len(texts_b[i] if texts_b else ""))
+    out: np.ndarray | None = None
+    for start in range(0, len(order), batch_size):
+        idx = order[start : start + batch_size]
+        b = [texts_b[i] for i in idx] if texts_b is not None else None
+        logits = runner(encode(tok, [texts_a[i] for i in idx], b, max_len))
+        if out is None:
+            out = np.zeros((len(texts_a), logits.shape[-1]), dtype=np.float32)
+        out[idx] = logits
+    if out is None:
+        raise TinyDistillError("nothing to predict (no texts)")
+    return out
+
+
+def _write(path: Path, rows: list[dict[str, Any]]) -> None:
+    """Rows in the format of the path's extension, appearing atomically."""
+    suffix = _format(path, "output")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    buf = io.StringIO(newline="")
+    if suffix == ".jsonl":
+        buf.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+    else:
+        fields = list(rows[0])
+        if suffix == ".tsv":
+            buf.write("\t".join(fields) + "\n")
+            for r in rows:
+                cells = [str(r[f]).replace("\t", " ").replace("\n", " ").replace("\r", " ") for f in fields]
+                buf.write("\t".join(cells) + "\n")
+        else:
+            writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
+            writer.writeheader()
+            writer.writerows(rows)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+        f.write(buf.getvalue())
+    os.replace(tmp, path)
+
+
+def predict_file(
+    model: str,
+    input_path: str | Path,
+    output_path: str | Path,
+    text_columns: list[str] | None = None,
+    batch_size: int = 32,
+    max_seq_length: int = 128,
+    backend: str = "auto",
+    threads: int | None = None,
+    cache_dir: str | None = None,
+) -> dict[str, Any]:
+    """Classify every row of ``input_path`` and write labels + probabilities to ``output_path``."""
+    output_path = Path(output_path)
+    _format(output_path, "output")
+    rows, cols = read_rows(input_path, text_columns)
+    runner = load_runner(model, backend, threads=threads, cache_dir=cache_dir)
+    texts_b = [r[cols[1]] for r in rows] if len(cols) > 1 else None
+    logits = predict_logits(runner, [r[cols[0]] for r in rows], texts_b, batch_size, max_seq_length)
+    out_rows = []
+    if runner.is_regression:
+        for row, lg in zip(rows, logits, strict=True):
+            out_rows.append({**row, "score": round(float(lg[0]), 6)})
+    else:
+        labels = runner.labels
+        probs = softmax(logits)
+        for row, p in zip(rows, probs, strict=True):
+            extra = {"prediction": labels[int(p.argmax())]}
+            extra.update({f"prob_{lab}": round(float(v), 6) for lab, v in zip(labels, p, strict=True)})
+            out_rows.append({**row, **extra})
+    _write(output_path, out_rows)
+    return {
+        "rows": len(out_rows),
+        "output": str(output_path),
+        "backend": runner.backend,
+        "text_columns": cols,
+    }
+
+
+def evaluate_runner(
+    runner: Runner,
+    task: str,
+    data_dir: str | None = None,
+    max_eval_samples: int | None = None,
+    batch_size: int = 64,
+    max_seq_length: int | None = None,
+) -> dict[str, dict[str, float]]:
+    """The task's dev metrics for any runner (e.g. fp32 vs int8 ONNX), like ``tinydistill evaluate``."""
+    from tinydistill.data import subsample
+    from tinydistill.tasks.resolve import load_task_data
+
+    data = load_task_data(task, data_dir, need_train=False)
+    spec = data.spec
+    if runner.num_outputs != spec.num_labels:
+        raise TinyDistillError(
+            f"model {runner.path} has {runner.num_outputs} outputs, task needs {spec.num_labels}"
+        )
+    results = {}
+    for split, examples in data.dev.items():
+        examples = subsample(examples, max_eval_samples, 42)
+        b = [e.text_b or "" for e in examples] if examples[0].text_b is not None else None
+        logits = predict_logits(
+            runner, [e.text_a for e in examples], b, batch_size, max_seq_length or spec.max_seq_length
+        )
+        preds = logits.reshape(-1) if spec.is_regression else logits.argmax(-1)
+        results[split] = compute_metrics(spec, preds, np.array([e.label for e in examples]))
+    return results
