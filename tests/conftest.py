@@ -51,8 +51,13 @@ def write_sst2_like(root: Path, n_train: int = 96, n_dev: int = 32, seed: int = 
 
 def tiny_bert_config(vocab_size: int, layers: int = 2, hidden: int = 32, heads: int = 4, **kw) -> BertConfig:
     return BertConfig(
-        vocab_size=vocab_size, hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
-        intermediate_size=2 * hidden, max_position_embeddings=64, **kw,
+        vocab_size=vocab_size,
+        hidden_size=hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        intermediate_size=2 * hidden,
+        max_position_embeddings=64,
+        **kw,
     )
 
 

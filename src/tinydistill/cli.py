@@ -341,7 +341,7 @@ def _register_deploy_commands() -> None:
     try:
         from tinydistill.deploy.commands import register
     except ModuleNotFoundError as exc:  # only while the deploy module is absent
-        if exc.name != "tinydistill.deploy.commands":
+        if exc.name not in ("tinydistill.deploy", "tinydistill.deploy.commands"):
             raise
         return
     register(app, _fail_cleanly)
