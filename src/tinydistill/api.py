@@ -216,6 +216,8 @@ def distill(cfg: C.DistillConfig) -> dict[str, Any]:
     cfg = _resolve(cfg, data)
     stages = _plan_stages(cfg, user_lr)
     run = stages if cfg.stage == "all" else [st for st in stages if st.name == cfg.stage]
+    if not run:
+        raise TinyDistillError(f"no stage named '{cfg.stage}' (stages: {', '.join(s.name for s in stages)})")
     used = set().union(*(st.term_names for st in run))
     options = parse_term_options(cfg.term_options)
     perturb = parse_options(PerturbOptions, cfg.perturbation, "perturbation")

@@ -74,6 +74,11 @@ class Stage:
 
 
 def _number(value: Any, what: str) -> float:
+    if isinstance(value, str):  # PyYAML (YAML 1.1) reads 1e-4 as a string
+        try:
+            return float(value)
+        except ValueError:
+            pass
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TinyDistillError(f"{what} must be a number, got {value!r}")
     return float(value)
