@@ -310,4 +310,4 @@ def test_cli_recipe_flags_and_errors(toy, tmp_path: Path) -> None:
     assert len(res.output.strip().splitlines()) == 1
     assert not (tmp_path / "bad").exists()
     res = runner.invoke(app, [*common, "--recipe", "nosuchrecipe", "--output", str(tmp_path / "x")])
-    assert res.exit_code == 2 and "config file not found" in res.output
+    assert res.exit_code == 2 and "recipe not found: nosuchrecipe" in res.output and "lrcbert4" in res.output

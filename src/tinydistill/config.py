@@ -112,6 +112,8 @@ def recipe_path(name: str | Path) -> Path:
         shipped = RECIPE_DIR / f"{path.name}.yaml"
         if shipped.exists():
             return shipped
+        known = ", ".join(sorted(p.stem for p in RECIPE_DIR.glob("*.yaml"))) or "none found"
+        raise TinyDistillError(f"recipe not found: {name} (a YAML file, or one of: {known})")
     return path
 
 

@@ -85,6 +85,7 @@ def perturbed_loss(loss_fn: LossFn, embeddings: nn.Module, epsilon: float) -> tu
         clean, parts = loss_fn(False)
     require(len(outputs) == 1, f"gradient perturbation: embeddings ran {len(outputs)} times in one forward")
     emb = outputs[0]
+    # (in the two early returns below memories skip this batch: nothing to perturb, e.g. frozen embeddings)
     if not emb.requires_grad:
         return clean, parts
     (grad,) = torch.autograd.grad(clean, emb, retain_graph=True, allow_unused=True)

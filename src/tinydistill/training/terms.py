@@ -31,6 +31,7 @@ from tinydistill.losses.lrc import CosNCE, CosNCEOptions
 from tinydistill.losses.pkd import PatientLoss, PKDOptions
 from tinydistill.models.capture import forward_reps
 from tinydistill.training.perturb import embedding_module, perturbed_loss
+from tinydistill.training.schedule import Schedule
 
 
 @dataclass
@@ -190,7 +191,7 @@ class Distiller(nn.Module):
         self.options = dict(options or {})
         self.perturb_epsilon = perturb_epsilon
         self.weights: dict[str, float] = {}
-        self.schedule = None
+        self.schedule: Schedule | None = None
         self.phase: int | None = None
 
     def set_terms(self, weights: Mapping[str, float]) -> None:
@@ -209,8 +210,8 @@ class Distiller(nn.Module):
             )
         self.weights = active
 
-    def set_schedule(self, schedule) -> None:
-        """Follow ``schedule`` (a :class:`~tinydistill.training.schedule.Schedule`) from step 0."""
+    def set_schedule(self, schedule: Schedule) -> None:
+        """Follow ``schedule`` (phases of weighted terms over a stage's steps) from step 0."""
         self.schedule, self.phase = schedule, None
         self.set_step(0)
 
