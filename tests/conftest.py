@@ -53,8 +53,13 @@ def tiny_bert_config(
     vocab_size: int, layers: int = 2, hidden: int = 32, heads: int = 4, max_positions: int = 64, **kw
 ) -> BertConfig:
     return BertConfig(
-        vocab_size=vocab_size, hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
-        intermediate_size=2 * hidden, max_position_embeddings=max_positions, **kw,
+        vocab_size=vocab_size,
+        hidden_size=hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        intermediate_size=2 * hidden,
+        max_position_embeddings=max_positions,
+        **kw,
     )
 
 

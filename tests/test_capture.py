@@ -35,8 +35,14 @@ D_HEAD = HIDDEN // HEADS
 def bert(**kw) -> BertForSequenceClassification:
     torch.manual_seed(0)
     cfg = BertConfig(
-        vocab_size=VOCAB, hidden_size=HIDDEN, num_hidden_layers=LAYERS, num_attention_heads=HEADS,
-        intermediate_size=2 * HIDDEN, max_position_embeddings=32, initializer_range=0.2, **kw,
+        vocab_size=VOCAB,
+        hidden_size=HIDDEN,
+        num_hidden_layers=LAYERS,
+        num_attention_heads=HEADS,
+        intermediate_size=2 * HIDDEN,
+        max_position_embeddings=32,
+        initializer_range=0.2,
+        **kw,
     )
     return BertForSequenceClassification(cfg).eval()
 
@@ -44,8 +50,14 @@ def bert(**kw) -> BertForSequenceClassification:
 def mpnet(**kw) -> MPNetForSequenceClassification:
     torch.manual_seed(0)
     cfg = MPNetConfig(
-        vocab_size=VOCAB, hidden_size=HIDDEN, num_hidden_layers=LAYERS, num_attention_heads=HEADS,
-        intermediate_size=2 * HIDDEN, max_position_embeddings=32, initializer_range=0.2, **kw,
+        vocab_size=VOCAB,
+        hidden_size=HIDDEN,
+        num_hidden_layers=LAYERS,
+        num_attention_heads=HEADS,
+        intermediate_size=2 * HIDDEN,
+        max_position_embeddings=32,
+        initializer_range=0.2,
+        **kw,
     )
     return MPNetForSequenceClassification(cfg).eval()
 

@@ -81,24 +81,32 @@ def case_missing_data_dir(tmp, enc, glue):
 
 def case_missing_task_dir(tmp, enc, glue):
     (tmp / "empty").mkdir()
-    return (["finetune", "--task", "sst2", "--data-dir", tmp / "empty", "--model", enc],
-            ["GLUE file not found", str(tmp / "empty" / "SST-2" / "train.tsv")])
+    return (
+        ["finetune", "--task", "sst2", "--data-dir", tmp / "empty", "--model", enc],
+        ["GLUE file not found", str(tmp / "empty" / "SST-2" / "train.tsv")],
+    )
 
 
 def case_missing_dev_file(tmp, enc, glue):
     (glue / "SST-2" / "dev.tsv").unlink()
-    return (["finetune", "--task", "sst2", "--data-dir", glue, "--model", enc],
-            ["GLUE file not found", "dev.tsv"])
+    return (
+        ["finetune", "--task", "sst2", "--data-dir", glue, "--model", enc],
+        ["GLUE file not found", "dev.tsv"],
+    )
 
 
 def case_missing_train_file(tmp, enc, glue):
-    return (["finetune", "--task", "sst2", "--data-dir", glue, "--model", enc,
-             "--train-file", tmp / "no.tsv"], ["not found", "no.tsv"])
+    return (
+        ["finetune", "--task", "sst2", "--data-dir", glue, "--model", enc, "--train-file", tmp / "no.tsv"],
+        ["not found", "no.tsv"],
+    )
 
 
 def case_unknown_task(tmp, enc, glue):
-    return (["finetune", "--task", "sst3", "--data-dir", glue, "--model", enc],
-            ["unknown task 'sst3'", "SST-2"])
+    return (
+        ["finetune", "--task", "sst3", "--data-dir", glue, "--model", enc],
+        ["unknown task 'sst3'", "SST-2"],
+    )
 
 
 def case_unknown_task_distill(tmp, enc, glue):
@@ -108,28 +116,30 @@ def case_unknown_task_distill(tmp, enc, glue):
 def case_malformed_row(tmp, enc, glue):
     path = glue / "SST-2" / "train.tsv"
     _set_row(path, 5, "a movie\t1\textra")
-    return (["finetune", "--task", "sst2", "--data-dir", glue, "--model", enc],
-            [f"{path}:5:", "expected 2 columns, found 3"])
+    return (
+        ["finetune", "--task", "sst2", "--data-dir", glue, "--model", enc],
+        [f"{path}:5:", "expected 2 columns, found 3"],
+    )
 
 
 def case_malformed_dev_row(tmp, enc, glue):
     path = glue / "SST-2" / "dev.tsv"
     _set_row(path, 3, "no label column here")
-    return (["distill", "--task", "sst2", "--data-dir", glue, "--teacher", enc],
-            [f"{path}:3:", "found 1"])
+    return (["distill", "--task", "sst2", "--data-dir", glue, "--teacher", enc], [f"{path}:3:", "found 1"])
 
 
 def case_unknown_label(tmp, enc, glue):
     path = glue / "SST-2" / "train.tsv"
     _set_row(path, 7, "the movie was good\tmaybe")
-    return (["finetune", "--task", "sst2", "--data-dir", glue, "--model", enc],
-            [f"{path}:7:", "'maybe'"])
+    return (["finetune", "--task", "sst2", "--data-dir", glue, "--model", enc], [f"{path}:7:", "'maybe'"])
 
 
 def case_vocab_mismatch(tmp, enc, glue):
     student = config_dir(tmp / "student_cfg", vocab_size(enc) + 7)
-    return (["distill", "--task", "sst2", "--data-dir", glue, "--teacher", enc, "--student", student],
-            ["vocab mismatch"])
+    return (
+        ["distill", "--task", "sst2", "--data-dir", glue, "--teacher", enc, "--student", student],
+        ["vocab mismatch"],
+    )
 
 
 def case_tokenizer_mismatch(tmp, enc, glue):
@@ -142,52 +152,67 @@ def case_tokenizer_mismatch(tmp, enc, glue):
     student = tmp / "student_ckpt"
     BertModel(tiny_bert_config(len(tok), layers=1, hidden=16)).save_pretrained(student)
     tok.save_pretrained(student)
-    return (["distill", "--task", "sst2", "--data-dir", glue, "--teacher", enc, "--student", student],
-            ["vocab mismatch", "tokenizer in"])
+    return (
+        ["distill", "--task", "sst2", "--data-dir", glue, "--teacher", enc, "--student", student],
+        ["vocab mismatch", "tokenizer in"],
+    )
 
 
 def case_missing_model(tmp, enc, glue):
-    return (["finetune", "--task", "sst2", "--data-dir", glue, "--model", "./does/not/exist"],
-            ["model not found: ./does/not/exist"])
+    return (
+        ["finetune", "--task", "sst2", "--data-dir", glue, "--model", "./does/not/exist"],
+        ["model not found: ./does/not/exist"],
+    )
 
 
 def case_missing_teacher(tmp, enc, glue):
-    return (["distill", "--task", "sst2", "--data-dir", glue, "--teacher", "./does/not/exist"],
-            ["./does/not/exist"])
+    return (
+        ["distill", "--task", "sst2", "--data-dir", glue, "--teacher", "./does/not/exist"],
+        ["./does/not/exist"],
+    )
 
 
 def case_missing_student(tmp, enc, glue):
-    return (["distill", "--task", "sst2", "--data-dir", glue, "--teacher", enc,
-             "--student", "./does/not/exist"], ["./does/not/exist"])
+    return (
+        ["distill", "--task", "sst2", "--data-dir", glue, "--teacher", enc, "--student", "./does/not/exist"],
+        ["./does/not/exist"],
+    )
 
 
 def case_missing_eval_model(tmp, enc, glue):
-    return (["evaluate", "--task", "sst2", "--data-dir", glue, "--model", "./does/not/exist"],
-            ["model not found: ./does/not/exist"])
+    return (
+        ["evaluate", "--task", "sst2", "--data-dir", glue, "--model", "./does/not/exist"],
+        ["model not found: ./does/not/exist"],
+    )
 
 
 def case_yaml_unknown_key(tmp, enc, glue):
     cfg = tmp / "run.yaml"
     cfg.write_text("epochs: 1\nlearnig_rate: 0.1\n")
-    return (["finetune", "--task", "sst2", "--data-dir", glue, "--model", enc, "--config", cfg],
-            ["unknown config option", "learnig_rate"])
+    return (
+        ["finetune", "--task", "sst2", "--data-dir", glue, "--model", enc, "--config", cfg],
+        ["unknown config option", "learnig_rate"],
+    )
 
 
 def case_yaml_not_a_mapping(tmp, enc, glue):
     cfg = tmp / "run.yaml"
     cfg.write_text("- epochs\n- 1\n")
-    return (["distill", "--task", "sst2", "--data-dir", glue, "--teacher", enc, "--config", cfg],
-            [str(cfg)])
+    return (["distill", "--task", "sst2", "--data-dir", glue, "--teacher", enc, "--config", cfg], [str(cfg)])
 
 
 def case_bad_stage(tmp, enc, glue):
-    return (["distill", "--task", "sst2", "--data-dir", glue, "--teacher", enc, "--stage", "bogus"],
-            ["--stage", "bogus"])
+    return (
+        ["distill", "--task", "sst2", "--data-dir", glue, "--teacher", enc, "--stage", "bogus"],
+        ["--stage", "bogus"],
+    )
 
 
 def case_nonpositive_flag(tmp, enc, glue):
-    return (["finetune", "--task", "sst2", "--data-dir", glue, "--model", enc, "--max-steps", "0"],
-            ["max_steps"])
+    return (
+        ["finetune", "--task", "sst2", "--data-dir", glue, "--model", enc, "--max-steps", "0"],
+        ["max_steps"],
+    )
 
 
 def case_empty_train_file(tmp, enc, glue):
@@ -200,19 +225,35 @@ def case_teacher_without_head(tmp, enc, glue):
     plain = tmp / "plain_bert"
     BertModel(tiny_bert_config(vocab_size(enc))).save_pretrained(plain)
     BertTokenizerFast.from_pretrained(enc).save_pretrained(plain)
-    return (["distill", "--task", "sst2", "--data-dir", glue, "--teacher", plain],
-            ["no trained 2-output head", "finetune"])
+    return (
+        ["distill", "--task", "sst2", "--data-dir", glue, "--teacher", plain],
+        ["no trained 2-output head", "finetune"],
+    )
 
 
 def case_custom_missing_column(tmp, enc, glue):
     data = tmp / "data.csv"
     data.write_text("text,label\na good film,pos\na bad film,neg\n")
-    return (["finetune", "--task", "custom", "--model", enc, "--train-file", data, "--dev-file", data,
-             "--text-columns", "sentence"], ["column 'sentence' not found"])
+    return (
+        [
+            "finetune",
+            "--task",
+            "custom",
+            "--model",
+            enc,
+            "--train-file",
+            data,
+            "--dev-file",
+            data,
+            "--text-columns",
+            "sentence",
+        ],
+        ["column 'sentence' not found"],
+    )
 
 
 CASES: dict[str, Callable] = {
-    name[len("case_"):]: fn for name, fn in sorted(globals().items()) if name.startswith("case_")
+    name[len("case_") :]: fn for name, fn in sorted(globals().items()) if name.startswith("case_")
 }
 
 
@@ -230,8 +271,21 @@ def test_bad_input_is_one_error_line_and_writes_nothing(case, tmp_path, tiny_enc
 def test_head_count_mismatch_is_refused_before_writing(tmp_path, tiny_encoder, glue_dir):
     student = config_dir(tmp_path / "s", vocab_size(tiny_encoder), heads=2)
     output = tmp_path / "out"
-    result = invoke("distill", "--task", "sst2", "--data-dir", glue_dir, "--teacher", tiny_encoder,
-                    "--student", student, "--output", output, "--max-steps", "1")
+    result = invoke(
+        "distill",
+        "--task",
+        "sst2",
+        "--data-dir",
+        glue_dir,
+        "--teacher",
+        tiny_encoder,
+        "--student",
+        student,
+        "--output",
+        output,
+        "--max-steps",
+        "1",
+    )
     assert_one_line_error(result, "head")
     assert not output.exists()
 
@@ -240,12 +294,26 @@ def test_max_seq_length_beyond_the_model_positions(tmp_path, tiny_encoder):
     task_dir = tmp_path / "glue" / "MRPC"
     task_dir.mkdir(parents=True)
     long = " ".join(["movie"] * 100)
-    rows = ["\ufeffQuality\t#1 ID\t#2 ID\t#1 String\t#2 String", f"1\t1\t2\t{long}\tgood film",
-            "0\t3\t4\ta bad film\ta good film"]
+    rows = [
+        "\ufeffQuality\t#1 ID\t#2 ID\t#1 String\t#2 String",
+        f"1\t1\t2\t{long}\tgood film",
+        "0\t3\t4\ta bad film\ta good film",
+    ]
     for split in ("train", "dev"):
         (task_dir / f"{split}.tsv").write_text("\n".join(rows) + "\n")
-    result = invoke("finetune", "--task", "mrpc", "--data-dir", tmp_path / "glue", "--model", tiny_encoder,
-                    "--output", tmp_path / "out", "--max-steps", "1")
+    result = invoke(
+        "finetune",
+        "--task",
+        "mrpc",
+        "--data-dir",
+        tmp_path / "glue",
+        "--model",
+        tiny_encoder,
+        "--output",
+        tmp_path / "out",
+        "--max-steps",
+        "1",
+    )
     assert result.exit_code == 0, repr(result.exception)
     resolved = (tmp_path / "out" / "config.yaml").read_text()
     assert "max_seq_length: 64" in resolved  # capped at the encoder's 64 positions
@@ -257,8 +325,19 @@ def test_max_seq_length_beyond_the_model_positions(tmp_path, tiny_encoder):
 @pytest.mark.parametrize("name", ["sst2", "SST-2", "Sst-2"])
 def test_task_name_spellings(name, tmp_path, tiny_encoder, glue_dir):
     out = tmp_path / "out"
-    stdout = ok("finetune", "--task", name, "--data-dir", glue_dir, "--model", tiny_encoder, "--output", out,
-                "--max-steps", "2")
+    stdout = ok(
+        "finetune",
+        "--task",
+        name,
+        "--data-dir",
+        glue_dir,
+        "--model",
+        tiny_encoder,
+        "--output",
+        out,
+        "--max-steps",
+        "2",
+    )
     printed = json.loads(stdout.strip().splitlines()[-1])
     assert printed["output"] == str(out) and "accuracy" in printed["dev"]
     assert json.loads((out / "metrics.json").read_text())["task"] == "SST-2"
@@ -267,8 +346,9 @@ def test_task_name_spellings(name, tmp_path, tiny_encoder, glue_dir):
 
 def test_evaluate_json(tmp_path, tiny_encoder, glue_dir):
     json_file = tmp_path / "reports" / "dev.json"
-    stdout = ok("evaluate", "--task", "SST-2", "--data-dir", glue_dir, "--model", tiny_encoder,
-                "--json", json_file)
+    stdout = ok(
+        "evaluate", "--task", "SST-2", "--data-dir", glue_dir, "--model", tiny_encoder, "--json", json_file
+    )
     result = json.loads(json_file.read_text())
     assert set(result) == {"dev"} and set(result["dev"]) == {"accuracy"}
     lines = stdout.strip().splitlines()
@@ -276,11 +356,33 @@ def test_evaluate_json(tmp_path, tiny_encoder, glue_dir):
 
 
 def test_all_contract_flags_in_one_tiny_run(tmp_path, tiny_encoder, glue_dir):
-    common = ["--max-train-samples", "24", "--max-steps", "2", "--epochs", "1", "--batch-size", "8",
-              "--max-seq-length", "16", "--seed", "7"]
+    common = [
+        "--max-train-samples",
+        "24",
+        "--max-steps",
+        "2",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "8",
+        "--max-seq-length",
+        "16",
+        "--seed",
+        "7",
+    ]
     teacher, student = tmp_path / "teacher", tmp_path / "student"
-    ok("finetune", "--task", "sst2", "--data-dir", glue_dir, "--model", tiny_encoder, "--output", teacher,
-       *common)
+    ok(
+        "finetune",
+        "--task",
+        "sst2",
+        "--data-dir",
+        glue_dir,
+        "--model",
+        tiny_encoder,
+        "--output",
+        teacher,
+        *common,
+    )
     cfg = yaml.safe_load((teacher / "config.yaml").read_text())
     keys = ("max_train_samples", "max_steps", "epochs", "batch_size", "max_seq_length", "seed")
     assert [cfg[k] for k in keys] == [24, 2, 1, 8, 16, 7]
@@ -289,9 +391,24 @@ def test_all_contract_flags_in_one_tiny_run(tmp_path, tiny_encoder, glue_dir):
 
     # --train-file: a train set other than <data-dir>/SST-2/train.tsv (here 12 rows)
     extra = write_sst2_like(tmp_path / "extra", n_train=12, n_dev=2, seed=5) / "SST-2" / "train.tsv"
-    ok("distill", "--task", "sst2", "--data-dir", glue_dir, "--teacher", teacher,
-       "--student", config_dir(tmp_path / "s", vocab_size(tiny_encoder)), "--output", student,
-       "--stage", "all", "--train-file", extra, *common)
+    ok(
+        "distill",
+        "--task",
+        "sst2",
+        "--data-dir",
+        glue_dir,
+        "--teacher",
+        teacher,
+        "--student",
+        config_dir(tmp_path / "s", vocab_size(tiny_encoder)),
+        "--output",
+        student,
+        "--stage",
+        "all",
+        "--train-file",
+        extra,
+        *common,
+    )
     s_metrics = json.loads((student / "metrics.json").read_text())
     assert s_metrics["train_examples"] == 12
     assert [s_metrics["stages"][s]["steps"] for s in ("intermediate", "prediction")] == [2, 2]
@@ -300,8 +417,25 @@ def test_all_contract_flags_in_one_tiny_run(tmp_path, tiny_encoder, glue_dir):
 
     for stage in ("intermediate", "prediction"):
         out = tmp_path / stage
-        ok("distill", "--task", "sst2", "--data-dir", glue_dir, "--teacher", teacher, "--student",
-           student, "--output", out, "--stage", stage, "--max-steps", "1", "--max-seq-length", "16")
+        ok(
+            "distill",
+            "--task",
+            "sst2",
+            "--data-dir",
+            glue_dir,
+            "--teacher",
+            teacher,
+            "--student",
+            student,
+            "--output",
+            out,
+            "--stage",
+            stage,
+            "--max-steps",
+            "1",
+            "--max-seq-length",
+            "16",
+        )
         assert list(json.loads((out / "metrics.json").read_text())["stages"]) == [stage]
 
     json_file = tmp_path / "eval.json"

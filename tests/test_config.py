@@ -37,14 +37,17 @@ def test_defaults() -> None:
 
 
 def test_defaults_yaml_flags_precedence(tmp_path: Path) -> None:
-    path = write(tmp_path, (
-        "teacher: from-yaml\n"
-        "epochs: 3\n"
-        "learning_rate: 0.0001\n"
-        "stage: intermediate\n"
-        "batch_size: 8\n"
-        "weights:\n  hidden: 2.0\n  attention: 0.5\n"
-    ))
+    path = write(
+        tmp_path,
+        (
+            "teacher: from-yaml\n"
+            "epochs: 3\n"
+            "learning_rate: 0.0001\n"
+            "stage: intermediate\n"
+            "batch_size: 8\n"
+            "weights:\n  hidden: 2.0\n  attention: 0.5\n"
+        ),
+    )
     cfg = build(DistillConfig, path, epochs=5.0, batch_size=None, learning_rate=None, seed=7)
     assert cfg.epochs == 5.0  # flag beats YAML
     assert cfg.seed == 7  # flag beats default
@@ -119,14 +122,27 @@ def test_validation_errors_from_yaml(tmp_path: Path) -> None:
 
 
 def test_valid_edge_values() -> None:
-    cfg = build(DistillConfig, None, teacher="t", stage="prediction", warmup_ratio=0.0,
-                mixed_precision="bf16", epochs=0.5)
+    cfg = build(
+        DistillConfig,
+        None,
+        teacher="t",
+        stage="prediction",
+        warmup_ratio=0.0,
+        mixed_precision="bf16",
+        epochs=0.5,
+    )
     assert (cfg.stage, cfg.warmup_ratio, cfg.mixed_precision, cfg.epochs) == ("prediction", 0.0, "bf16", 0.5)
 
 
 def test_save_roundtrip(tmp_path: Path) -> None:
-    cfg = build(DistillConfig, None, teacher="t", epochs=2.5, weights={"hidden": 3.0, "prediction": 1.0},
-                text_columns=["a", "b"])
+    cfg = build(
+        DistillConfig,
+        None,
+        teacher="t",
+        epochs=2.5,
+        weights={"hidden": 3.0, "prediction": 1.0},
+        text_columns=["a", "b"],
+    )
     path = tmp_path / "sub" / "config.yaml"
     save(cfg, path)
     again = build(DistillConfig, path)
@@ -191,8 +207,16 @@ def test_train_stops_on_non_finite_loss(accelerator: Accelerator, bad: float) ->
         return torch.tensor(bad, requires_grad=True), {}
 
     with pytest.raises(TinyDistillError, match="loss is (nan|inf) at step 3"):
-        train(accelerator=accelerator, model=model, loader=loader, step_loss=step_loss, total_steps=6, lr=0.1,
-              save=lambda: saves.append(1), logging_steps=1)
+        train(
+            accelerator=accelerator,
+            model=model,
+            loader=loader,
+            step_loss=step_loss,
+            total_steps=6,
+            lr=0.1,
+            save=lambda: saves.append(1),
+            logging_steps=1,
+        )
     assert saves == []
     assert len(calls) == 3
     assert any(not torch.equal(before[k], v) for k, v in model.state_dict().items())  # 2 good steps ran
@@ -203,9 +227,16 @@ def test_train_nan_on_first_step_changes_nothing(accelerator: Accelerator) -> No
     before = {k: v.clone() for k, v in model.state_dict().items()}
     saves = []
     with pytest.raises(TinyDistillError, match="nan"):
-        train(accelerator=accelerator, model=model, loader=loader,
-              step_loss=lambda m, b: (torch.tensor(float("nan"), requires_grad=True), {}),
-              total_steps=4, lr=0.1, save=lambda: saves.append(1), evaluate=lambda: (1.0, {"acc": 1.0}))
+        train(
+            accelerator=accelerator,
+            model=model,
+            loader=loader,
+            step_loss=lambda m, b: (torch.tensor(float("nan"), requires_grad=True), {}),
+            total_steps=4,
+            lr=0.1,
+            save=lambda: saves.append(1),
+            evaluate=lambda: (1.0, {"acc": 1.0}),
+        )
     assert saves == []
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
 
@@ -214,9 +245,17 @@ def test_train_runs_total_steps_and_saves_at_end(accelerator: Accelerator) -> No
     model, loader = tiny_setup()
     before = model.weight.detach().clone()
     saves = []
-    result = train(accelerator=accelerator, model=model, loader=loader,
-                   step_loss=lambda m, b: (m(b[0]).pow(2).mean(), {"part": 1.0}),
-                   total_steps=6, lr=0.05, warmup_ratio=0.0, save=lambda: saves.append(1), logging_steps=4)
+    result = train(
+        accelerator=accelerator,
+        model=model,
+        loader=loader,
+        step_loss=lambda m, b: (m(b[0]).pow(2).mean(), {"part": 1.0}),
+        total_steps=6,
+        lr=0.05,
+        warmup_ratio=0.0,
+        save=lambda: saves.append(1),
+        logging_steps=4,
+    )
     assert result.steps == 6  # more than one pass over the 4 batches
     assert saves == [1]
     assert [h["step"] for h in result.history] == [4, 6]
@@ -233,10 +272,18 @@ def test_train_saves_only_on_improvement(accelerator: Accelerator) -> None:
         s = next(scores)
         return s, {"acc": s}
 
-    result = train(accelerator=accelerator, model=model, loader=loader,
-                   step_loss=lambda m, b: (m(b[0]).pow(2).mean(), {}),
-                   total_steps=5, lr=0.01, eval_every=2, evaluate=evaluate,
-                   save=lambda: saves.append(1), logging_steps=100)
+    result = train(
+        accelerator=accelerator,
+        model=model,
+        loader=loader,
+        step_loss=lambda m, b: (m(b[0]).pow(2).mean(), {}),
+        total_steps=5,
+        lr=0.01,
+        eval_every=2,
+        evaluate=evaluate,
+        save=lambda: saves.append(1),
+        logging_steps=100,
+    )
     assert [e["step"] for e in result.evals] == [2, 4, 5]
     assert result.best_score == 0.7 and result.best_metrics == {"acc": 0.7}
     assert len(saves) == 2  # at steps 2 and 4, not at 5 (0.6 < 0.7) nor at the end

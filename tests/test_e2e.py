@@ -80,12 +80,20 @@ def trained(tmp_path_factory) -> Trained:
     glue = write_sst2_like(root / "glue")
     encoder = make_encoder(root)
     teacher = root / "teacher"
-    t_metrics = tinydistill.finetune(task="sst2", data_dir=str(glue), model=str(encoder), output=str(teacher),
-                                     epochs=20, **RECIPE)
+    t_metrics = tinydistill.finetune(
+        task="sst2", data_dir=str(glue), model=str(encoder), output=str(teacher), epochs=20, **RECIPE
+    )
     student_cfg = student_config_dir(root / "student_cfg", vocab_size(encoder))
     student = root / "student"
-    s_metrics = tinydistill.distill(task="sst2", data_dir=str(glue), teacher=str(teacher),
-                                    student=str(student_cfg), output=str(student), epochs=20, **RECIPE)
+    s_metrics = tinydistill.distill(
+        task="sst2",
+        data_dir=str(glue),
+        teacher=str(teacher),
+        student=str(student_cfg),
+        output=str(student),
+        epochs=20,
+        **RECIPE,
+    )
     return Trained(root, glue, encoder, student_cfg, teacher, student, t_metrics, s_metrics)
 
 
@@ -164,8 +172,9 @@ def test_student_loads_and_runs_in_a_transformers_pipeline(trained):
     assert model.config.num_hidden_layers == 1 and model.config.hidden_size == 16
     labels = list(get_task("sst2").labels)
     assert [model.config.id2label[i] for i in range(len(labels))] == labels
-    clf = pipeline("text-classification", model=str(trained.student), tokenizer=str(trained.student),
-                   device="cpu")
+    clf = pipeline(
+        "text-classification", model=str(trained.student), tokenizer=str(trained.student), device="cpu"
+    )
     positive, negative = "the acting was really superb", "the plot was quite boring"
     assert POSITIVE[-1] in positive and NEGATIVE[-1] in negative
     preds = clf([positive, negative])
@@ -187,9 +196,16 @@ def test_evaluate_matches_the_best_checkpoint_metrics(trained):
 
 def test_stage_by_stage_distillation(trained):
     inter = trained.root / "stage_intermediate"
-    m1 = tinydistill.distill(task="sst2", data_dir=str(trained.glue), teacher=str(trained.teacher),
-                             student=str(trained.student_cfg), output=str(inter), stage="intermediate",
-                             epochs=20, **RECIPE)
+    m1 = tinydistill.distill(
+        task="sst2",
+        data_dir=str(trained.glue),
+        teacher=str(trained.teacher),
+        student=str(trained.student_cfg),
+        output=str(inter),
+        stage="intermediate",
+        epochs=20,
+        **RECIPE,
+    )
     assert list(m1["stages"]) == ["intermediate"]
     hist = m1["stages"]["intermediate"]["history"]
     assert hist[-1]["loss"] < hist[0]["loss"] / 2
@@ -197,8 +213,16 @@ def test_stage_by_stage_distillation(trained):
     assert (inter / "model.safetensors").is_file()
 
     pred = trained.root / "stage_prediction"
-    m2 = tinydistill.distill(task="sst2", data_dir=str(trained.glue), teacher=str(trained.teacher),
-                             student=str(inter), output=str(pred), stage="prediction", epochs=20, **RECIPE)
+    m2 = tinydistill.distill(
+        task="sst2",
+        data_dir=str(trained.glue),
+        teacher=str(trained.teacher),
+        student=str(inter),
+        output=str(pred),
+        stage="prediction",
+        epochs=20,
+        **RECIPE,
+    )
     assert list(m2["stages"]) == ["prediction"]
     assert m2["dev"]["accuracy"] >= 0.85
     assert m2["stages"]["prediction"]["evals"]
@@ -257,8 +281,14 @@ def test_custom_csv_dataset_finetune_distill_evaluate(tmp_path):
     encoder = make_encoder(tmp_path)
     train = write_sentiment_csv(tmp_path / "train.csv", 32, seed=3)
     dev = write_sentiment_csv(tmp_path / "dev.csv", 8, seed=4)
-    common = dict(task="custom", train_file=str(train), dev_file=str(dev), text_columns=["text"], max_steps=3,
-                  batch_size=8)
+    common = dict(
+        task="custom",
+        train_file=str(train),
+        dev_file=str(dev),
+        text_columns=["text"],
+        max_steps=3,
+        batch_size=8,
+    )
     teacher = tmp_path / "teacher"
     mt = tinydistill.finetune(model=str(encoder), output=str(teacher), **common)
     assert {"accuracy", "f1"} <= set(mt["dev"])
@@ -280,14 +310,27 @@ def test_regression_task_finetune_and_distill(tmp_path):
     encoder = make_encoder(tmp_path)
     glue = write_stsb_like(tmp_path / "glue")
     teacher, student = tmp_path / "teacher", tmp_path / "student"
-    mt = tinydistill.finetune(task="stsb", data_dir=str(glue), model=str(encoder), output=str(teacher),
-                              max_steps=3, batch_size=8, learning_rate=1e-3)
+    mt = tinydistill.finetune(
+        task="stsb",
+        data_dir=str(glue),
+        model=str(encoder),
+        output=str(teacher),
+        max_steps=3,
+        batch_size=8,
+        learning_rate=1e-3,
+    )
     assert set(mt["dev"]) == {"pearson", "spearman"}
     t_cfg = json.loads((teacher / "config.json").read_text())
     assert t_cfg.get("problem_type") == "regression" and len(t_cfg["id2label"]) == 1
-    ms = tinydistill.distill(task="STS-B", data_dir=str(glue), teacher=str(teacher),
-                             student=str(student_config_dir(tmp_path / "s", vocab_size(encoder))),
-                             output=str(student), max_steps=2, batch_size=8)
+    ms = tinydistill.distill(
+        task="STS-B",
+        data_dir=str(glue),
+        teacher=str(teacher),
+        student=str(student_config_dir(tmp_path / "s", vocab_size(encoder))),
+        output=str(student),
+        max_steps=2,
+        batch_size=8,
+    )
     assert set(ms["dev"]) == {"pearson", "spearman"}
     assert all(-1.0 <= v <= 1.0 for v in ms["dev"].values())
     assert set(ms["stages"]) == {"intermediate", "prediction"}
@@ -306,8 +349,17 @@ def test_nan_loss_raises_and_keeps_earlier_files(tmp_path):
     (out / "notes.txt").write_text("keep me\n")
     with pytest.raises(TinyDistillError, match=r"loss is (nan|inf)"):
         # eval_every=1 writes a checkpoint at step 1, before the loss blows up
-        tinydistill.finetune(task="sst2", data_dir=str(glue), model=str(encoder), output=str(out),
-                             max_steps=30, learning_rate=1e6, batch_size=4, eval_every=1, logging_steps=1)
+        tinydistill.finetune(
+            task="sst2",
+            data_dir=str(glue),
+            model=str(encoder),
+            output=str(out),
+            max_steps=30,
+            learning_rate=1e6,
+            batch_size=4,
+            eval_every=1,
+            logging_steps=1,
+        )
     assert (out / "notes.txt").read_text() == "keep me\n"
     assert read_yaml(out / "config.yaml")["learning_rate"] == 1e6
     assert (out / "model.safetensors").is_file() and (out / "config.json").is_file()
@@ -325,8 +377,15 @@ def test_nan_loss_during_distillation_raises(trained, tmp_path, monkeypatch):
     out.mkdir()
     (out / "notes.txt").write_text("keep me\n")
     with pytest.raises(TinyDistillError, match=r"intermediate: loss is nan at step 1"):
-        tinydistill.distill(task="sst2", data_dir=str(trained.glue), teacher=str(trained.teacher),
-                            student=str(trained.student_cfg), output=str(out), max_steps=2, **RECIPE)
+        tinydistill.distill(
+            task="sst2",
+            data_dir=str(trained.glue),
+            teacher=str(trained.teacher),
+            student=str(trained.student_cfg),
+            output=str(out),
+            max_steps=2,
+            **RECIPE,
+        )
     assert (out / "notes.txt").read_text() == "keep me\n"
     assert (out / "config.yaml").is_file()
     assert not (out / "metrics.json").exists()

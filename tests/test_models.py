@@ -58,7 +58,10 @@ def test_preset_student_shape_and_vocab(teacher) -> None:
     student = build_student("tinybert-4l-312", teacher, SST2)
     cfg = student.config
     assert (cfg.num_hidden_layers, cfg.hidden_size, cfg.intermediate_size, cfg.num_attention_heads) == (
-        4, 312, 1200, 12,
+        4,
+        312,
+        1200,
+        12,
     )
     assert cfg.vocab_size == teacher.config.vocab_size
     assert len(student.bert.encoder.layer) == 4
@@ -88,7 +91,10 @@ def test_tinybert4_param_count_for_bert_base_vocab() -> None:
 def test_preset_6l_768_shape(teacher) -> None:
     cfg = student_config("tinybert-6l-768", teacher.config)
     assert (cfg.num_hidden_layers, cfg.hidden_size, cfg.intermediate_size, cfg.num_attention_heads) == (
-        6, 768, 3072, 12,
+        6,
+        768,
+        3072,
+        12,
     )
     assert cfg.vocab_size == teacher.config.vocab_size
 
@@ -153,8 +159,9 @@ def test_check_tokenizers(tmp_path: Path, tiny_encoder: Path) -> None:
 def test_init_from_teacher_copies_mapped_layers(tmp_path: Path, teacher) -> None:
     cfg = write_config(tmp_path / "s" / "config.json", tiny_bert_config(teacher.config.vocab_size, layers=1))
     student = build_student(str(cfg), teacher, SST2)
-    assert not torch.equal(student.bert.embeddings.word_embeddings.weight,
-                           teacher.bert.embeddings.word_embeddings.weight)
+    assert not torch.equal(
+        student.bert.embeddings.word_embeddings.weight, teacher.bert.embeddings.word_embeddings.weight
+    )
     init_from_teacher(student, teacher, [2])
     same_state(student.bert.embeddings, teacher.bert.embeddings)
     same_state(student.bert.encoder.layer[0], teacher.bert.encoder.layer[1])
@@ -165,8 +172,9 @@ def test_init_from_teacher_copies_mapped_layers(tmp_path: Path, teacher) -> None
 
 
 def test_init_from_teacher_refuses_other_width(tmp_path: Path, teacher) -> None:
-    cfg = write_config(tmp_path / "s" / "config.json",
-                       tiny_bert_config(teacher.config.vocab_size, layers=1, hidden=16))
+    cfg = write_config(
+        tmp_path / "s" / "config.json", tiny_bert_config(teacher.config.vocab_size, layers=1, hidden=16)
+    )
     student = build_student(str(cfg), teacher, SST2)
     before = student.bert.embeddings.word_embeddings.weight.clone()
     with pytest.raises(TinyDistillError, match="same architecture and width"):

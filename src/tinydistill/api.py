@@ -1,7 +1,8 @@
 """Python API: each function is a short recipe composed from tasks, models, losses and the loop.
 
-``finetune`` trains a teacher, ``distill`` runs TinyBERT task distillation (step 1 intermediate
-layers, step 2 prediction layer), ``evaluate`` scores a model on dev. Every run dir holds the
+``finetune`` trains a teacher, ``distill`` runs a distillation method (by default TinyBERT task
+distillation: step 1 intermediate layers, step 2 prediction layer; recipes give LRC-BERT, KD,
+BERT-PKD, CRD), ``evaluate`` scores a model on dev. Every run dir holds the
 resolved ``config.yaml``, ``metrics.json``, TensorBoard logs under ``logs/`` and the model in
 HF format (safetensors + tokenizer + config).
 """
@@ -23,6 +24,7 @@ from tinydistill.data import EncodedDataset, make_loader, subsample
 from tinydistill.errors import TinyDistillError
 from tinydistill.evaluation import evaluate_model, flatten, primary_score
 from tinydistill.losses import HiddenProjection
+from tinydistill.losses.common import parse_options
 from tinydistill.mapping import layer_map, parse_layer_map
 from tinydistill.models.capture import enable_capture, model_inputs
 from tinydistill.models.load import (
@@ -36,12 +38,14 @@ from tinydistill.models.load import (
     save_model,
 )
 from tinydistill.tasks.resolve import TaskData, load_task_data
+from tinydistill.training import schedule as S
 from tinydistill.training.loop import plan_steps, train
-from tinydistill.training.terms import Distiller, teacher_reps
+from tinydistill.training.perturb import PerturbOptions
+from tinydistill.training.terms import Distiller, build_term_modules, parse_term_options, teacher_reps
 
-INTERMEDIATE = ("embedding", "hidden", "attention")
 # Paper: 5e-5 / 3e-5 after general distillation; a randomly initialised student needs larger steps.
 STEP_LR = {"intermediate": 1e-4, "prediction": 5e-5}
+DEFAULT_STAGE_LR = 1e-4  # stages of other names (one-run methods: KD, PKD, CRD, LRC-BERT)
 
 
 def _accelerator(cfg: C.RunConfig, output: Path) -> Accelerator:
@@ -180,8 +184,35 @@ def _teacher(cfg: C.DistillConfig, data: TaskData):
     return teacher.eval().requires_grad_(False)
 
 
+def _plan_stages(cfg: C.DistillConfig, user_lr: float | None) -> list[S.Stage]:
+    """The method's stages with learning rate, epochs and max_steps resolved.
+
+    Per-step flag (``intermediate_lr``, ... for stages of those names) > the stage's recipe value >
+    the run-wide value (flag or config; the task default for epochs) > ``STEP_LR`` / ``DEFAULT_STAGE_LR``.
+    """
+    stages = S.tinybert_stages(cfg.weights) if cfg.stages is None else S.parse_stages(cfg.stages)
+    for st in stages:
+        named = st.name if st.name in STEP_LR else None
+        flag = {k: getattr(cfg, f"{named}_{k}") if named else None for k in ("lr", "epochs", "max_steps")}
+        st.learning_rate = flag["lr"] or st.learning_rate or user_lr or STEP_LR.get(st.name, DEFAULT_STAGE_LR)
+        st.epochs = flag["epochs"] or st.epochs or cfg.epochs
+        st.max_steps = flag["max_steps"] or st.max_steps or cfg.max_steps
+        if st.evaluate is None:
+            st.evaluate = st is stages[-1]
+        if named:
+            setattr(cfg, f"{named}_lr", st.learning_rate)
+            setattr(cfg, f"{named}_epochs", st.epochs)
+    if cfg.stages is not None:
+        cfg.stages = [st.to_dict() for st in stages]
+    return stages
+
+
 def distill(cfg: C.DistillConfig) -> dict[str, Any]:
-    """TinyBERT task distillation of ``cfg.student`` from the fine-tuned ``cfg.teacher``."""
+    """Distill ``cfg.student`` from the fine-tuned ``cfg.teacher`` with the configured method.
+
+    The default method is TinyBERT task distillation (stage ``intermediate`` then ``prediction``);
+    a recipe gives other stages, phases of weighted terms, term options and gradient perturbation.
+    """
     data = _data(cfg, labels_from=cfg.teacher)
     tokenizer = load_tokenizer(cfg.teacher)
     teacher = _teacher(cfg, data)
@@ -195,17 +226,15 @@ def distill(cfg: C.DistillConfig) -> dict[str, Any]:
         init_from_teacher(student, teacher, layers)
     user_lr = cfg.learning_rate
     cfg = _resolve(cfg, data, _position_limit(teacher, student, tokenizer=tokenizer))
-    cfg.intermediate_lr = cfg.intermediate_lr or user_lr or STEP_LR["intermediate"]
-    cfg.prediction_lr = cfg.prediction_lr or user_lr or STEP_LR["prediction"]
-    cfg.intermediate_epochs = cfg.intermediate_epochs or cfg.epochs
-    cfg.prediction_epochs = cfg.prediction_epochs or cfg.epochs
+    stages = _plan_stages(cfg, user_lr)
+    run = stages if cfg.stage == "all" else [st for st in stages if st.name == cfg.stage]
+    if not run:
+        raise TinyDistillError(f"no stage named '{cfg.stage}' (stages: {', '.join(s.name for s in stages)})")
+    used = set().union(*(st.term_names for st in run))
+    options = parse_term_options(cfg.term_options)
+    perturb = parse_options(PerturbOptions, cfg.perturbation, "perturbation")
     set_seed(cfg.seed)
-    stages = {
-        "intermediate": ["intermediate"],
-        "prediction": ["prediction"],
-        "all": ["intermediate", "prediction"],
-    }[cfg.stage]
-    if "intermediate" in stages and cfg.weights.get("attention", 0):
+    if "attention" in used:
         heads = (student.config.num_attention_heads, teacher.config.num_attention_heads)
         if heads[0] != heads[1]:
             raise TinyDistillError(
@@ -214,13 +243,19 @@ def distill(cfg: C.DistillConfig) -> dict[str, Any]:
             )
         enable_capture(teacher)
         enable_capture(student)
-    proj = HiddenProjection(
-        student.config.hidden_size,
-        teacher.config.hidden_size,
-        student.config.num_hidden_layers,
-        shared=cfg.hidden_proj_shared,
+    d_student, d_teacher = student.config.hidden_size, teacher.config.hidden_size
+    n_layers = student.config.num_hidden_layers
+    proj = HiddenProjection(d_student, d_teacher, n_layers, shared=cfg.hidden_proj_shared)
+    distiller = Distiller(
+        student,
+        proj,
+        layers,
+        cfg.temperature,
+        data.spec.is_regression,
+        modules=build_term_modules(used, options, d_student, d_teacher, n_layers),
+        options=options,
+        perturb_epsilon=float(perturb.epsilon) if perturb.enabled else None,
     )
-    distiller = Distiller(student, proj, layers, cfg.temperature, data.spec.is_regression)
 
     output = Path(cfg.output)
     output.mkdir(parents=True, exist_ok=True)
@@ -233,9 +268,12 @@ def distill(cfg: C.DistillConfig) -> dict[str, Any]:
     teacher = acc.prepare_model(teacher, evaluation_mode=True)
     loader = make_loader(train_set, tokenizer, cfg.batch_size, shuffle=True, seed=cfg.seed)
     save = lambda: save_model(acc.unwrap_model(distiller).student, tokenizer, output)  # noqa: E731
+    clock = {"step": 0}
 
     def step_loss(m, batch):
         inner = acc.unwrap_model(m)
+        inner.set_step(clock["step"])  # switches phases inside a stage
+        clock["step"] += 1
         return m(batch, teacher_reps(teacher, batch, attentions=inner.needs_attention))
 
     def evaluate():
@@ -252,6 +290,7 @@ def distill(cfg: C.DistillConfig) -> dict[str, Any]:
 
     summary: dict[str, Any] = {
         "task": data.spec.name,
+        "method": cfg.method,
         "teacher": cfg.teacher,
         "student": cfg.student,
         "layer_map": layers,
@@ -259,44 +298,45 @@ def distill(cfg: C.DistillConfig) -> dict[str, Any]:
         "stages": {},
     }
     start = time.time()
-    for stage in stages:
-        if stage == "intermediate":
-            distiller.set_terms({k: cfg.weights.get(k, 0.0) for k in INTERMEDIATE})
-            epochs, lr, max_steps = cfg.intermediate_epochs, cfg.intermediate_lr, cfg.intermediate_max_steps
-        else:
-            distiller.set_terms({"prediction": cfg.weights.get("prediction", 1.0)})
-            epochs, lr, max_steps = cfg.prediction_epochs, cfg.prediction_lr, cfg.prediction_max_steps
-        total = plan_steps(len(loader), epochs, max_steps or cfg.max_steps)
+    for stage in run:
+        total = plan_steps(len(loader), stage.epochs, stage.max_steps)
+        schedule = S.Schedule(stage.phases, total)
+        acc.unwrap_model(distiller).set_schedule(schedule)
+        clock["step"] = 0
         result = train(
             accelerator=acc,
             model=distiller,
             loader=loader,
             step_loss=step_loss,
             total_steps=total,
-            lr=lr,
+            lr=stage.learning_rate,
             weight_decay=cfg.weight_decay,
             warmup_ratio=cfg.warmup_ratio,
             max_grad_norm=cfg.max_grad_norm,
             eval_every=cfg.eval_every or len(loader),
-            evaluate=evaluate if stage == "prediction" else None,
+            evaluate=evaluate if stage.evaluate else None,
             save=save,
             logging_steps=cfg.logging_steps,
-            name=stage,
+            name=stage.name,
         )
-        summary["stages"][stage] = {
+        summary["stages"][stage.name] = {
             "steps": result.steps,
+            "phases": [
+                {"first_step": first + 1, "terms": dict(p.terms)}
+                for first, p in zip(schedule.starts, stage.phases, strict=True)
+            ],
             "history": result.history,
             "evals": result.evals,
             "best": result.best_metrics,
         }
     acc.end_training()
     final = acc.unwrap_model(distiller).student
-    if "prediction" not in stages:
+    if not run[-1].evaluate:
         summary["dev"] = flatten(
             evaluate_model(final, tokenizer, data.spec, dev, cfg.max_seq_length, cfg.eval_batch_size, acc)
         )
     else:
-        summary["dev"] = summary["stages"]["prediction"]["best"]
+        summary["dev"] = summary["stages"][run[-1].name]["best"]
     summary.update(
         train_seconds=round(time.time() - start, 1),
         params=count_params(final),

@@ -137,10 +137,24 @@ def distill(
     task: Task,
     teacher: Annotated[str, typer.Option("--teacher", help="Fine-tuned teacher dir.")],
     student: Annotated[
-        str | None, typer.Option("--student", help="Preset, checkpoint or config [tinybert-4l-312].")
+        str | None,
+        typer.Option("--student", help="Preset, checkpoint dir, or config.json. [default: tinybert-4l-312]"),
     ] = None,
     output: Output = None,
-    stage: Annotated[str | None, typer.Option("--stage", help="intermediate|prediction|all [all]")] = None,
+    stage: Annotated[
+        str | None,
+        typer.Option(
+            "--stage", help="all (default) or one stage: intermediate | prediction | a recipe's stage"
+        ),
+    ] = None,
+    recipe: Annotated[
+        str | None,
+        typer.Option(
+            "--recipe",
+            help="Method recipe YAML (or a shipped name: tinybert4, tinybert6, lrcbert4, kd, pkd, crd); "
+            "--config and flags override it.",
+        ),
+    ] = None,
     data_dir: DataDir = None,
     train_file: TrainFile = None,
     dev_file: DevFile = None,
@@ -167,14 +181,23 @@ def distill(
     intermediate_lr: Annotated[float | None, typer.Option("--intermediate-lr")] = None,
     prediction_lr: Annotated[float | None, typer.Option("--prediction-lr")] = None,
     per_layer_projection: Annotated[bool, typer.Option("--per-layer-projection")] = False,
+    perturb: Annotated[
+        bool | None,
+        typer.Option("--perturb/--no-perturb", help="Gradient perturbation of the embeddings (LRC-BERT)."),
+    ] = None,
+    perturb_epsilon: Annotated[float | None, typer.Option("--perturb-epsilon")] = None,
 ) -> None:
-    """TinyBERT task distillation: step 1 intermediate layers, step 2 prediction layer."""
+    """Task distillation: TinyBERT by default (step 1 intermediate layers, step 2 prediction layer),
+    or the method of a --recipe (LRC-BERT, Hinton KD, BERT-PKD, CRD, TinyBERT 4L/6L)."""
     from tinydistill import api
-    from tinydistill.config import DistillConfig, build
+    from tinydistill.config import DistillConfig, build, recipe_path
 
+    perturbation = {
+        k: v for k, v in (("enabled", perturb), ("epsilon", perturb_epsilon)) if v is not None
+    } or None
     cfg = build(
         DistillConfig,
-        config,
+        [recipe_path(recipe) if recipe else None, config],
         **_common(
             task=task,
             teacher=teacher,
@@ -202,6 +225,7 @@ def distill(
             intermediate_lr=intermediate_lr,
             prediction_lr=prediction_lr,
             hidden_proj_shared=False if per_layer_projection else None,
+            perturbation=perturbation,
         ),
     )
     metrics = api.distill(cfg)
@@ -317,7 +341,7 @@ def _register_deploy_commands() -> None:
     try:
         from tinydistill.deploy.commands import register
     except ModuleNotFoundError as exc:  # only while the deploy module is absent
-        if exc.name != "tinydistill.deploy.commands":
+        if exc.name not in ("tinydistill.deploy", "tinydistill.deploy.commands"):
             raise
         return
     register(app, _fail_cleanly)

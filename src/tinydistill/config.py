@@ -53,12 +53,15 @@ class FinetuneConfig(RunConfig):
 
 @dataclass
 class DistillConfig(RunConfig):
-    """TinyBERT task distillation (step 1 intermediate layers, step 2 prediction layer)."""
+    """Task distillation. Without ``stages``: TinyBERT (step 1 intermediate layers, step 2 prediction
+    layer, weighted by ``weights``). A recipe (``--recipe``) sets ``stages`` (see
+    :mod:`tinydistill.training.schedule`), ``term_options`` and ``perturbation``."""
 
     teacher: str = ""
     output: str = "runs/student"
     student: str = "tinybert-4l-312"
-    stage: str = "all"
+    stage: str = "all"  # all, or the name of one stage to run (intermediate | prediction by default)
+    method: str = "tinybert"  # a label for the method (recipes set it)
     layer_map: str = "uniform"
     init_from_teacher: bool = False
     temperature: float = 1.0
@@ -76,9 +79,19 @@ class DistillConfig(RunConfig):
     prediction_lr: float | None = None
     intermediate_max_steps: int | None = None
     prediction_max_steps: int | None = None
+    # recipe settings: stages (None = TinyBERT from `weights`), options per loss term, gradient perturbation
+    stages: list[dict[str, Any]] | None = None
+    term_options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    perturbation: dict[str, Any] = field(default_factory=lambda: {"enabled": False, "epsilon": 1.0})
 
 
 STAGES = ("intermediate", "prediction", "all")
+DEFAULT_WEIGHTS = {"embedding": 1.0, "hidden": 1.0, "attention": 1.0, "prediction": 1.0}
+# mappings merged key by key across defaults < recipe < config file < flags (others are replaced)
+DEEP_KEYS = ("perturbation", "term_options")
+# a stage's own value in a recipe is a default: an explicit flag of the same name overrides it
+STAGE_OVERRIDABLE = ("learning_rate", "epochs", "max_steps")
+RECIPE_DIR = Path(__file__).resolve().parents[2] / "recipes"
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:
@@ -123,21 +136,64 @@ def _coerce(name: str, value: Any, annotation: str) -> Any:
         if annotation.startswith("dict"):
             if not isinstance(value, dict):
                 raise ValueError(value)
-            return {str(k): float(v) for k, v in value.items()}
+            if annotation == "dict[str, float]":
+                return {str(k): float(v) for k, v in value.items()}
     except (TypeError, ValueError):
         raise TinyDistillError(f"config option {name}: {value!r} is not a valid {annotation}") from None
     return value
 
 
-def build(cls: type[RunConfig], yaml_path: str | Path | None = None, **overrides: Any) -> RunConfig:
-    """Defaults < YAML file < explicit (non-None) overrides; unknown keys are an error.
+def recipe_path(name: str | Path) -> Path:
+    """A recipe file, or the name of a shipped one (``lrcbert4`` -> ``recipes/lrcbert4.yaml``)."""
+    path = Path(name)
+    if not path.exists() and path.suffix == "" and len(path.parts) == 1:
+        shipped = RECIPE_DIR / f"{path.name}.yaml"
+        if shipped.exists():
+            return shipped
+        known = ", ".join(sorted(p.stem for p in RECIPE_DIR.glob("*.yaml"))) or "none found"
+        raise TinyDistillError(f"recipe not found: {name} (a YAML file, or one of: {known})")
+    return path
 
-    ``weights`` from YAML/flags update the default weights rather than replacing them all.
+
+def _merge(values: dict[str, Any], new: dict[str, Any]) -> None:
+    for key, value in new.items():
+        old = values.get(key)
+        if key in DEEP_KEYS and isinstance(old, dict) and isinstance(value, dict):
+            merged = {k: dict(v) if isinstance(v, dict) else v for k, v in old.items()}
+            for k, v in value.items():
+                both = isinstance(merged.get(k), dict) and isinstance(v, dict)
+                merged[k] = {**merged[k], **v} if both else v
+            values[key] = merged
+        else:
+            values[key] = value
+
+
+def build(
+    cls: type[RunConfig],
+    yaml_path: str | Path | list[str | Path | None] | None = None,
+    **overrides: Any,
+) -> RunConfig:
+    """Defaults < YAML file(s), in order (e.g. recipe, then config) < explicit (non-None) overrides.
+
+    Unknown keys are an error; values are converted to the fields' types (YAML 1.1 reads ``1e-4`` as a
+    string). ``weights`` update the default weights; ``perturbation`` and ``term_options`` merge key
+    by key; an explicit ``learning_rate`` / ``epochs`` / ``max_steps`` override also replaces the
+    per-stage values of a YAML file's ``stages``.
     """
-    values: dict[str, Any] = {}
-    if yaml_path:
-        values.update(load_yaml(yaml_path))
-    values.update({k: v for k, v in overrides.items() if v is not None})
+    defaults = cls()
+    values: dict[str, Any] = {k: getattr(defaults, k) for k in DEEP_KEYS if hasattr(defaults, k)}
+    paths = yaml_path if isinstance(yaml_path, (list, tuple)) else [yaml_path]
+    for path in paths:
+        if path:
+            _merge(values, load_yaml(path))
+    given = {k: v for k, v in overrides.items() if v is not None}
+    stages = values.get("stages")
+    if isinstance(stages, list) and "stages" not in given:
+        strip = [k for k in STAGE_OVERRIDABLE if k in given]
+        values["stages"] = [
+            {k: v for k, v in st.items() if k not in strip} if isinstance(st, dict) else st for st in stages
+        ]
+    _merge(values, given)
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - set(fields))
     if unknown:
@@ -174,15 +230,16 @@ def validate(cfg: RunConfig) -> None:
     if cfg.mixed_precision not in (None, "no", "fp16", "bf16"):
         raise TinyDistillError(f"mixed_precision must be no, fp16 or bf16, got {cfg.mixed_precision}")
     if isinstance(cfg, DistillConfig):
-        if cfg.stage not in STAGES:
+        if cfg.stages is None and cfg.stage not in STAGES:
             raise TinyDistillError(f"--stage must be one of {', '.join(STAGES)}, got '{cfg.stage}'")
         if not cfg.teacher:
             raise TinyDistillError("a teacher model is required (--teacher DIR)")
         if cfg.temperature <= 0:
             raise TinyDistillError(f"temperature must be positive, got {cfg.temperature}")
-        bad = sorted(set(cfg.weights) - {"embedding", "hidden", "attention", "prediction"})
+        bad = sorted(set(cfg.weights) - set(DEFAULT_WEIGHTS))
         if bad:
             raise TinyDistillError(f"unknown loss weight(s): {', '.join(bad)}")
+        validate_method(cfg)
         for name in (
             "intermediate_epochs",
             "prediction_epochs",
@@ -192,6 +249,35 @@ def validate(cfg: RunConfig) -> None:
             "prediction_max_steps",
         ):
             positive(name)
+
+
+def validate_method(cfg: DistillConfig) -> None:
+    """Stages, term names, term options and perturbation settings (imports the loss registry)."""
+    from tinydistill.losses.common import parse_options
+    from tinydistill.training.perturb import PerturbOptions
+    from tinydistill.training.schedule import parse_stages
+    from tinydistill.training.terms import check_term_names, parse_term_options
+
+    if cfg.stages is not None:
+        stages = parse_stages(cfg.stages)
+        for stage in stages:
+            for phase in stage.phases:
+                check_term_names(phase.terms, f"stage '{stage.name}'")
+        names = [s.name for s in stages]
+        if cfg.stage != "all" and cfg.stage not in names:
+            raise TinyDistillError(
+                f"--stage must be 'all' or one of the recipe's stages {names}, got '{cfg.stage}'"
+            )
+        if cfg.weights != DEFAULT_WEIGHTS:
+            raise TinyDistillError(
+                "'weights' apply to the default TinyBERT method only; with 'stages' put weights there"
+            )
+    if not isinstance(cfg.term_options, dict):
+        raise TinyDistillError("term_options must be a mapping of term: {option: value}")
+    parse_term_options(cfg.term_options)
+    if not isinstance(cfg.perturbation, dict):
+        raise TinyDistillError("perturbation must be a mapping {enabled: bool, epsilon: float}")
+    parse_options(PerturbOptions, cfg.perturbation, "perturbation")
 
 
 def save(cfg: RunConfig, path: Path) -> None:
