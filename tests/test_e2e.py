@@ -389,3 +389,29 @@ def test_nan_loss_during_distillation_raises(trained, tmp_path, monkeypatch):
     assert (out / "notes.txt").read_text() == "keep me\n"
     assert (out / "config.yaml").is_file()
     assert not (out / "metrics.json").exists()
+
+
+def test_in_training_evaluation_sees_every_dev_example(tmp_path):
+    """Regression: dev metrics logged during training must equal a standalone evaluation.
+
+    With 40 train rows at batch 16 the training loader has a remainder of 8; evaluation used to go
+    through ``gather_for_metrics``, which trimmed every dev batch to that remainder.
+    """
+    encoder = make_encoder(tmp_path)
+    glue = write_sst2_like(tmp_path / "glue", n_train=40, n_dev=33, seed=3)
+    out = tmp_path / "run"
+    metrics = tinydistill.finetune(
+        task="sst2",
+        data_dir=str(glue),
+        model=str(encoder),
+        output=str(out),
+        epochs=1,
+        batch_size=16,
+        eval_batch_size=16,
+        learning_rate=1e-3,
+    )
+    logged = metrics["evals"][-1]["accuracy"]
+    assert round(logged * 33) == pytest.approx(logged * 33, abs=1e-9)  # a fraction of all 33 rows
+    assert tinydistill.evaluate("sst2", str(out), data_dir=str(glue))["dev"]["accuracy"] == pytest.approx(
+        logged
+    )

@@ -6,6 +6,7 @@ import numpy as np
 import torch
 from accelerate import Accelerator
 from torch import nn
+from torch.utils.data import DataLoader
 from transformers import PreTrainedTokenizerBase
 
 from tinydistill.data import EncodedDataset, make_loader
@@ -15,17 +16,26 @@ from tinydistill.tasks import Example, TaskSpec, compute_metrics
 
 @torch.no_grad()
 def predict_logits(
-    model: nn.Module, loader, accelerator: Accelerator | None = None
+    model: nn.Module, loader: DataLoader, accelerator: Accelerator | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Logits and labels over a loader (gathered across processes when distributed)."""
+    """Logits and labels over every example of ``loader``.
+
+    With several processes the loader is sharded by accelerate and the results gathered
+    (``gather_for_metrics`` drops the padding duplicates). In one process the loader is used as it is:
+    ``gather_for_metrics`` on a loader accelerate did not prepare would trim its last batch using the
+    *training* loader's remainder.
+    """
     model.eval()
+    distributed = accelerator is not None and accelerator.num_processes > 1
+    if distributed:
+        loader = accelerator.prepare_data_loader(loader)
+    device = accelerator.device if accelerator is not None else next(model.parameters()).device
     all_logits, all_labels = [], []
     for batch in loader:
-        if accelerator is not None:
-            batch = {k: v.to(accelerator.device) for k, v in batch.items()}
+        batch = {k: v.to(device) for k, v in batch.items()}
         logits = model(**model_inputs(model, batch)).logits.float()
         labels = batch["labels"]
-        if accelerator is not None:
+        if distributed:
             logits, labels = accelerator.gather_for_metrics((logits, labels))
         all_logits.append(logits.cpu())
         all_labels.append(labels.cpu())
