@@ -291,6 +291,9 @@ def pipeline(
     ] = False,
     max_train_samples: MaxTrain = None,
     teacher_epochs: Annotated[float | None, typer.Option("--teacher-epochs")] = None,
+    teacher_lr: Annotated[
+        float | None, typer.Option("--teacher-lr", help="Teacher fine-tuning LR [1e-4, suits MiniLM].")
+    ] = 1e-4,
     intermediate_epochs: Annotated[float | None, typer.Option("--intermediate-epochs")] = None,
     prediction_epochs: Annotated[float | None, typer.Option("--prediction-epochs")] = None,
     max_steps: MaxSteps = None,
@@ -318,6 +321,7 @@ def pipeline(
     }
     caps = {k: v if v is not None or full else QUICK[k] for k, v in given.items()}
     result = run(
+        teacher_lr=teacher_lr,
         task=task,
         data_dir=data_dir,
         output=output,

@@ -85,6 +85,7 @@ def run(
     student: str = "tinybert-4l-312",
     max_train_samples: int | None = None,
     teacher_epochs: float | None = None,
+    teacher_lr: float | None = None,
     intermediate_epochs: float | None = None,
     prediction_epochs: float | None = None,
     max_steps: int | None = None,
@@ -102,7 +103,15 @@ def run(
         max_seq_length=max_seq_length,
         seed=seed,
     )
-    api.finetune(FinetuneConfig(model=teacher, output=str(out / "teacher"), epochs=teacher_epochs, **common))
+    api.finetune(
+        FinetuneConfig(
+            model=teacher,
+            output=str(out / "teacher"),
+            epochs=teacher_epochs,
+            learning_rate=teacher_lr,
+            **common,
+        )
+    )
     api.distill(
         DistillConfig(
             teacher=str(out / "teacher"),
