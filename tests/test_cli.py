@@ -12,7 +12,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-import torch
 import typer.main
 import yaml
 from conftest import WORDS, tiny_bert_config, write_sst2_like, write_vocab
@@ -23,14 +22,6 @@ from tinydistill.cli import app
 from tinydistill.tasks import get_task
 
 runner = CliRunner()
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def invoke(*args):

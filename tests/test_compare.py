@@ -7,19 +7,10 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
 
 import tinydistill
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "compare_methods.py"
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

@@ -27,15 +27,6 @@ RECIPE = dict(learning_rate=2e-3, batch_size=16, logging_steps=5)
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models run much faster on one thread, above all when other jobs share the CPU."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def make_encoder(root: Path, positions: int = 64) -> Path:
     """The same random 2-layer, 32-wide BERT dir as conftest's ``tiny_encoder`` (module-scoped here)."""
     tok_dir = root / "tok"

@@ -24,14 +24,6 @@ SHIPPED = ["tinybert4", "tinybert6", "lrcbert4", "kd", "pkd", "crd"]
 FAST = dict(learning_rate=2e-3, batch_size=16, logging_steps=1)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def toy(tmp_path_factory) -> dict[str, Path]:
     """A toy SST-2, a tiny teacher fine-tuned on it for a few steps, a 2-layer config-only student."""

@@ -113,6 +113,17 @@ def _write_json(path: Path, payload: dict[str, Any]) -> None:
     tmp.replace(path)
 
 
+def _loop_options(cfg: C.RunConfig, n_batches: int) -> dict[str, Any]:
+    """The training-loop settings every recipe takes from its run config."""
+    return dict(
+        weight_decay=cfg.weight_decay,
+        warmup_ratio=cfg.warmup_ratio,
+        max_grad_norm=cfg.max_grad_norm,
+        eval_every=cfg.eval_every or n_batches,
+        logging_steps=cfg.logging_steps,
+    )
+
+
 def finetune(cfg: C.FinetuneConfig) -> dict[str, Any]:
     """Fine-tune any HF encoder on a task; keeps the best-on-dev checkpoint in ``cfg.output``."""
     data = _data(cfg)
@@ -149,14 +160,10 @@ def finetune(cfg: C.FinetuneConfig) -> dict[str, Any]:
         step_loss=step_loss,
         total_steps=total,
         lr=cfg.learning_rate,
-        weight_decay=cfg.weight_decay,
-        warmup_ratio=cfg.warmup_ratio,
-        max_grad_norm=cfg.max_grad_norm,
-        eval_every=cfg.eval_every or len(loader),
         evaluate=evaluate,
         save=lambda: save_model(acc.unwrap_model(model), tokenizer, output),
-        logging_steps=cfg.logging_steps,
         name="finetune",
+        **_loop_options(cfg, len(loader)),
     )
     acc.end_training()
     metrics = {
@@ -310,14 +317,10 @@ def distill(cfg: C.DistillConfig) -> dict[str, Any]:
             step_loss=step_loss,
             total_steps=total,
             lr=stage.learning_rate,
-            weight_decay=cfg.weight_decay,
-            warmup_ratio=cfg.warmup_ratio,
-            max_grad_norm=cfg.max_grad_norm,
-            eval_every=cfg.eval_every or len(loader),
             evaluate=evaluate if stage.evaluate else None,
             save=save,
-            logging_steps=cfg.logging_steps,
             name=stage.name,
+            **_loop_options(cfg, len(loader)),
         )
         summary["stages"][stage.name] = {
             "steps": result.steps,

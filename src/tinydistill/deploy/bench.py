@@ -110,7 +110,7 @@ def bench(
 
                     if "CUDAExecutionProvider" not in ort.get_available_providers():
                         continue  # CPU-only onnxruntime: no ONNX rows on CUDA
-                runners.append(load_runner(path, backend, name, threads, dev, cache_dir))
+                runners.append(load_runner(path, backend, name, threads, dev, cache_dir, spinning=False))
     for r in runners:
         if seq_len > r.max_length:
             raise TinyDistillError(f"--seq-len {seq_len} is longer than {r.name} supports ({r.max_length})")

@@ -275,9 +275,14 @@ def onnx_params(path: Path) -> int:
     return int(sum(int(np.prod(t.dims)) if t.dims else 1 for t in model.graph.initializer))
 
 
-def ort_session(path: Path, threads: int | None = None, device: str = "cpu"):
+def ort_session(path: Path, threads: int | None = None, device: str = "cpu", spinning: bool = True):
+    """An onnxruntime session. ``spinning=False`` makes idle worker threads sleep at once instead of
+    busy-waiting, which interleaved benchmarks need (else one model's spinning threads slow the next)."""
     ort = require("onnxruntime")
     opts = ort.SessionOptions()
+    if not spinning:
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        opts.add_session_config_entry("session.inter_op.allow_spinning", "0")
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     if threads:
         opts.intra_op_num_threads = threads
@@ -296,11 +301,18 @@ def ort_session(path: Path, threads: int | None = None, device: str = "cpu"):
 
 class OnnxRunner(Runner):
     def __init__(
-        self, name: str, src: Source, onnx_path: Path, backend: str, threads: int | None, device: str = "cpu"
+        self,
+        name: str,
+        src: Source,
+        onnx_path: Path,
+        backend: str,
+        threads: int | None,
+        device: str = "cpu",
+        spinning: bool = True,
     ) -> None:
         super().__init__(name, src, backend, device)
         self.onnx_path = onnx_path
-        self.session = ort_session(onnx_path, threads, device)
+        self.session = ort_session(onnx_path, threads, device, spinning)
         self.input_names = [i.name for i in self.session.get_inputs()]
         self.params = onnx_params(onnx_path)
         data = onnx_path.with_name(onnx_path.name + ".data")
@@ -319,6 +331,7 @@ def load_runner(
     threads: int | None = None,
     device: str = "cpu",
     cache_dir: str | os.PathLike | None = None,
+    spinning: bool = True,
 ) -> Runner:
     """A runner for ``path``; ``auto`` picks torch for HF dirs, else the export's fp32 (or int8) graph."""
     src = resolve_source(path)
@@ -334,7 +347,7 @@ def load_runner(
             f"unknown backend {backend!r} (expected auto or one of: {', '.join(BACKENDS)})"
         )
     onnx_path = ensure_onnx(src, backend == "onnx-int8", cache_dir, threads=threads)
-    return OnnxRunner(name, src, onnx_path, backend, threads, device)
+    return OnnxRunner(name, src, onnx_path, backend, threads, device, spinning)
 
 
 def encode(
