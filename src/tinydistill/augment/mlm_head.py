@@ -250,15 +250,16 @@ def train_mlm_head(cfg: MLMHeadConfig) -> dict:
         if frozen:
             model.base_model.eval()  # no dropout in the frozen encoder
         loss, _, _ = _loss(model, head, *batch([train[i] for i in take]), frozen)
-        if not math.isfinite(float(loss)):
-            raise TinyDistillError(f"MLM loss became {float(loss)} at step {step + 1}; lower --learning-rate")
+        value = float(loss.detach())
+        if not math.isfinite(value):
+            raise TinyDistillError(f"MLM loss became {value} at step {step + 1}; lower --learning-rate")
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         optimizer.step()
         schedule.step()
         optimizer.zero_grad(set_to_none=True)
-        history.append(round(float(loss), 4))
-        bar.set_postfix(loss=f"{float(loss):.3f}")
+        history.append(round(value, 4))
+        bar.set_postfix(loss=f"{value:.3f}")
     after = _evaluate(model, head, eval_batches, frozen) if eval_batches else {}
     output = Path(cfg.output)
     model.to("cpu")
