@@ -70,6 +70,13 @@ def load_masked_lm(name: str, device: str | None = None, dtype: str | torch.dtyp
         )
     if tokenizer.mask_token_id is None:
         raise TinyDistillError(f"the tokenizer of '{name}' has no mask token")
+    if _word_marker(tokenizer) == "Ġ" and not getattr(tokenizer, "add_prefix_space", False):
+        # words are fed pre-split: byte-level BPE (RoBERTa) must encode each as a mid-sentence word
+        tokenizer = AutoTokenizer.from_pretrained(path, add_prefix_space=True)
+    try:
+        tokenizer([["a", "b"]], is_split_into_words=True)
+    except Exception as exc:  # noqa: BLE001 - each tokenizer class words this differently
+        raise TinyDistillError(f"the tokenizer of '{name}' cannot encode pre-split words: {exc}") from None
     return prepare_model(model, device, dtype), tokenizer
 
 
@@ -92,23 +99,27 @@ def prepare_model(model: nn.Module, device: str | None = None, dtype: str | torc
     return model.to(device=device, dtype=dtype).eval()
 
 
+def _word_marker(tokenizer) -> str | None:
+    """``Ġ`` (byte-level BPE) or ``▁`` (SentencePiece) when tokens carry their leading space, else None."""
+    first = (tokenizer.tokenize(" hello") or [""])[0]
+    return next((m for m in ("Ġ", "▁") if first.startswith(m)), None)
+
+
 def whole_word_table(tokenizer, vocab_size: int) -> tuple[np.ndarray, list[str]]:
     """Which token ids are whole words made of letters, and the word each one spells.
 
-    WordPiece (``##`` continuations), byte-level BPE (``Ġ`` word starts) and SentencePiece (``▁`` word
-    starts) vocabularies are recognised; special tokens and ids past the tokenizer are never words.
+    WordPiece continuations (``##ing``) are not letters-only; with byte-level BPE (``Ġword``) and
+    SentencePiece (``▁word``) only word-initial tokens count. Special tokens and ids past the
+    tokenizer are never words.
     """
     n = min(vocab_size, len(tokenizer))
     tokens = tokenizer.convert_ids_to_tokens(list(range(n)))
     tokens = [t if isinstance(t, str) else "" for t in tokens]
-    if any(t.startswith("##") for t in tokens):
-        words = [t if t.isalpha() else "" for t in tokens]
+    marker = _word_marker(tokenizer)
+    if marker:
+        words = [t[1:] if t.startswith(marker) and t[1:].isalpha() else "" for t in tokens]
     else:
-        marker = next((m for m in ("Ġ", "▁") if sum(t.startswith(m) for t in tokens) > n // 10), None)
-        if marker:
-            words = [t[1:] if t.startswith(marker) and t[1:].isalpha() else "" for t in tokens]
-        else:
-            words = [t if t.isalpha() else "" for t in tokens]
+        words = [t if t.isalpha() else "" for t in tokens]
     for i in tokenizer.all_special_ids:
         if 0 <= i < n:
             words[i] = ""
