@@ -33,19 +33,22 @@ Autism is a disorder of neural development.
 </doc>
 """
 
-WIKITEXT = """ 
- = Homarus gammarus = 
- 
- Homarus gammarus , known as the European lobster , is a species of <unk> lobster . It is closely related to the American lobster , H. americanus . 
- 
- = = Description = = 
- 
- It weighs 0 @.@ 7 @-@ 2 @,@ 200 kg ( 1 @.@ 5 lb ) . 
- 
- = Second article = 
- 
- The second one 's text <unk> <unk> here . 
-"""  # noqa: W291
+WIKITEXT_LINES = [
+    " ",
+    " = Homarus gammarus = ",
+    " ",
+    " Homarus gammarus , known as the European lobster , is a species of <unk> lobster . "
+    "It is closely related to the American lobster , H. americanus . ",
+    " ",
+    " = = Description = = ",
+    " ",
+    " It weighs 0 @.@ 7 @-@ 2 @,@ 200 kg ( 1 @.@ 5 lb ) . ",
+    " ",
+    " = Second article = ",
+    " ",
+    " The second one 's text <unk> <unk> here . ",
+]
+WIKITEXT = "\n".join(WIKITEXT_LINES) + "\n"
 
 
 def test_wikiextractor_reader_drops_tags_and_titles(tmp_path):
