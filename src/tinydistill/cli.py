@@ -329,6 +329,7 @@ def general(
     warmup_ratio: Annotated[float | None, typer.Option("--warmup-ratio")] = None,
     save_every: Annotated[int | None, typer.Option("--save-every", help="Checkpoint every N steps.")] = None,
     keep_checkpoints: Annotated[int | None, typer.Option("--keep-checkpoints")] = None,
+    logging_steps: Annotated[int | None, typer.Option("--logging-steps")] = None,
     seed: Seed = None,
     layer_map: Annotated[str | None, typer.Option("--layer-map", help="uniform|top|bottom|'2,4,6'")] = None,
     teacher_precision: Annotated[
@@ -357,6 +358,7 @@ def general(
         warmup_ratio=warmup_ratio,
         save_every=save_every,
         keep_checkpoints=keep_checkpoints,
+        logging_steps=logging_steps,
         seed=seed,
         layer_map=layer_map,
         teacher_precision=teacher_precision,
