@@ -311,10 +311,11 @@ def corpus(
 @_fail_cleanly
 def general(
     teacher: Annotated[
-        str | None, typer.Option("--teacher", help="Pre-trained (not fine-tuned) encoder [all-MiniLM-L6-v2].")
+        str | None,
+        typer.Option("--teacher", help="Pre-trained (not fine-tuned) encoder (default: all-MiniLM-L6-v2)."),
     ] = None,
     student: Annotated[
-        str | None, typer.Option("--student", help="Preset or config-only dir [tinybert-4l-312].")
+        str | None, typer.Option("--student", help="Preset or config-only dir (default: tinybert-4l-312).")
     ] = None,
     corpus: Annotated[
         str | None, typer.Option("--corpus", help="Dir prepared by tinydistill corpus.")
@@ -324,11 +325,17 @@ def general(
     epochs: Annotated[
         float | None, typer.Option("--epochs", help="Passes over the corpus (or --max-steps).")
     ] = None,
-    batch_size: Batch = None,
-    learning_rate: LR = None,
-    warmup_ratio: Annotated[float | None, typer.Option("--warmup-ratio")] = None,
-    save_every: Annotated[int | None, typer.Option("--save-every", help="Checkpoint every N steps.")] = None,
-    keep_checkpoints: Annotated[int | None, typer.Option("--keep-checkpoints")] = None,
+    batch_size: Annotated[int | None, typer.Option("--batch-size", help="(default: 32)")] = None,
+    learning_rate: Annotated[
+        float | None, typer.Option("--learning-rate", "--lr", help="(default: 1e-4)")
+    ] = None,
+    warmup_ratio: Annotated[float | None, typer.Option("--warmup-ratio", help="(default: 0.1)")] = None,
+    save_every: Annotated[
+        int | None, typer.Option("--save-every", help="Checkpoint every N steps (default: 500).")
+    ] = None,
+    keep_checkpoints: Annotated[
+        int | None, typer.Option("--keep-checkpoints", help="Newest checkpoints kept (default: 2).")
+    ] = None,
     logging_steps: Annotated[int | None, typer.Option("--logging-steps")] = None,
     seed: Seed = None,
     layer_map: Annotated[str | None, typer.Option("--layer-map", help="uniform|top|bottom|'2,4,6'")] = None,
