@@ -24,6 +24,22 @@ def distill(cfg=None, recipe=None, config_file=None, **kwargs):
     return api.distill(cfg or config.build(config.DistillConfig, paths, **kwargs))
 
 
+def prepare_corpus(inputs, tokenizer, output, **kwargs):
+    """Raw text -> packed, memory-mapped shards for general distillation (see :mod:`tinydistill.corpus`)."""
+    from tinydistill.corpus import prepare_corpus as _prepare
+
+    return _prepare(inputs if isinstance(inputs, (list, tuple)) else [inputs], tokenizer, output, **kwargs)
+
+
+def general(cfg=None, config_file=None, **kwargs):
+    """General distillation on a prepared corpus (see :func:`tinydistill.training.general.general`);
+    kwargs are GeneralConfig fields (``teacher``, ``student``, ``corpus``, ``output``, ``max_steps``, ...)."""
+    from tinydistill import config
+    from tinydistill.training.general import general as _general
+
+    return _general(cfg or config.build(config.GeneralConfig, config_file, **kwargs))
+
+
 def evaluate(task: str, model: str, **kwargs):
     """Dev metrics of a saved model (see :func:`tinydistill.api.evaluate`)."""
     from tinydistill import api
@@ -31,4 +47,4 @@ def evaluate(task: str, model: str, **kwargs):
     return api.evaluate(task, model, **kwargs)
 
 
-__all__ = ["TinyDistillError", "distill", "evaluate", "finetune", "__version__"]
+__all__ = ["TinyDistillError", "distill", "evaluate", "finetune", "general", "prepare_corpus", "__version__"]

@@ -85,6 +85,58 @@ class DistillConfig(RunConfig):
     perturbation: dict[str, Any] = field(default_factory=lambda: {"enabled": False, "epsilon": 1.0})
 
 
+@dataclass
+class GeneralConfig:
+    """General distillation (TinyBERT stage 1) on a prepared corpus; see :mod:`tinydistill.general`."""
+
+    teacher: str = "all-MiniLM-L6-v2"  # pre-trained, not fine-tuned
+    student: str = "tinybert-4l-312"
+    corpus: str = ""  # a dir written by `tinydistill corpus`
+    output: str = "runs/general"
+    max_steps: int | None = None  # or epochs (over the corpus); one of them is required
+    epochs: float | None = None
+    batch_size: int = 32
+    learning_rate: float = 1e-4
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.1
+    max_grad_norm: float = 1.0
+    save_every: int = 500
+    keep_checkpoints: int = 2
+    logging_steps: int = 20
+    seed: int = 42
+    layer_map: str = "uniform"
+    hidden_proj_shared: bool = True
+    weights: dict[str, float] = field(
+        default_factory=lambda: {"embedding": 1.0, "hidden": 1.0, "attention": 1.0}
+    )
+    # student AMP (accelerate): None = bf16 on a bf16-capable GPU, else no
+    mixed_precision: str | None = None
+    # teacher forward: auto = bf16 where the hardware computes it natively (CUDA, CPU with AVX512-BF16/AMX)
+    teacher_precision: str = "auto"
+    resume: bool = False
+
+
+GENERAL_TERMS = ("embedding", "hidden", "attention")
+# settings that must not change between a run and its --resume (the rest may)
+GENERAL_RUN_KEYS = (
+    "teacher",
+    "student",
+    "corpus",
+    "max_steps",
+    "epochs",
+    "batch_size",
+    "learning_rate",
+    "weight_decay",
+    "warmup_ratio",
+    "max_grad_norm",
+    "seed",
+    "layer_map",
+    "hidden_proj_shared",
+    "weights",
+    "mixed_precision",
+    "teacher_precision",
+)
+
 STAGES = ("intermediate", "prediction", "all")
 DEFAULT_WEIGHTS = {"embedding": 1.0, "hidden": 1.0, "attention": 1.0, "prediction": 1.0}
 # mappings merged key by key across defaults < recipe < config file < flags (others are replaced)
@@ -169,7 +221,7 @@ def _merge(values: dict[str, Any], new: dict[str, Any]) -> None:
 
 
 def build(
-    cls: type[RunConfig],
+    cls: type[RunConfig] | type[GeneralConfig],
     yaml_path: str | Path | list[str | Path | None] | None = None,
     **overrides: Any,
 ) -> RunConfig:
@@ -206,7 +258,46 @@ def build(
     return cfg
 
 
-def validate(cfg: RunConfig) -> None:
+def validate_general(cfg: GeneralConfig) -> None:
+    if not cfg.teacher:
+        raise TinyDistillError("a teacher model is required (--teacher MODEL)")
+    if not cfg.corpus:
+        raise TinyDistillError("a prepared corpus is required (--corpus DIR, from tinydistill corpus)")
+    if cfg.max_steps is None and cfg.epochs is None:
+        raise TinyDistillError("give --max-steps or --epochs")
+    for name in (
+        "max_steps",
+        "epochs",
+        "batch_size",
+        "learning_rate",
+        "save_every",
+        "keep_checkpoints",
+        "logging_steps",
+    ):
+        value = getattr(cfg, name)
+        if value is not None and value <= 0:
+            raise TinyDistillError(f"{name} must be positive, got {value}")
+    if not 0 <= cfg.warmup_ratio < 1:
+        raise TinyDistillError(f"warmup_ratio must be in [0, 1), got {cfg.warmup_ratio}")
+    if cfg.mixed_precision not in (None, "no", "fp16", "bf16"):
+        raise TinyDistillError(f"mixed_precision must be no, fp16 or bf16, got {cfg.mixed_precision}")
+    if cfg.teacher_precision not in ("auto", "fp32", "bf16"):
+        raise TinyDistillError(f"teacher_precision must be auto, fp32 or bf16, got {cfg.teacher_precision}")
+    bad = sorted(set(cfg.weights) - set(GENERAL_TERMS))
+    if bad:
+        raise TinyDistillError(
+            f"general distillation uses only {', '.join(GENERAL_TERMS)} losses; "
+            f"unknown weight(s): {', '.join(bad)}"
+        )
+    if not any(cfg.weights.get(k) for k in GENERAL_TERMS):
+        raise TinyDistillError("no loss term has a non-zero weight")
+
+
+def validate(cfg: RunConfig | GeneralConfig) -> None:
+    if isinstance(cfg, GeneralConfig):
+        validate_general(cfg)
+        return
+
     def positive(name: str) -> None:
         value = getattr(cfg, name)
         if value is not None and value <= 0:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import inspect
 import math
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from contextlib import contextmanager
 
 import torch
@@ -35,8 +35,17 @@ ATTN_IMPL = "tinydistill"
 _state = threading.local()
 
 
-def _recorder() -> list[torch.Tensor] | None:
+def _recorder() -> list[torch.Tensor | None] | None:
     return getattr(_state, "scores", None)
+
+
+def _skip_layer(scores_out: list) -> bool:
+    """True (and a ``None`` placeholder recorded) when the next layer's scores are not wanted."""
+    wanted = getattr(_state, "wanted", None)
+    if wanted is None or len(scores_out) + 1 in wanted:
+        return False
+    scores_out.append(None)
+    return True
 
 
 def recording_attention(
@@ -51,7 +60,7 @@ def recording_attention(
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Eager attention that records the scaled, masked scores; SDPA when not recording."""
     scores_out = _recorder()
-    if scores_out is None:
+    if scores_out is None or _skip_layer(scores_out):
         return sdpa_attention_forward(
             module, query, key, value, attention_mask, scaling=scaling, dropout=dropout, **kwargs
         )
@@ -73,7 +82,7 @@ AttentionMaskInterface.register(ATTN_IMPL, eager_mask)
 
 def _mpnet_hook(module: nn.Module, args: tuple, kwargs: dict, output) -> None:
     scores_out = _recorder()
-    if scores_out is None:
+    if scores_out is None or _skip_layer(scores_out):
         return
     bound = inspect.signature(module.forward).bind(*args, **kwargs)
     hidden = bound.arguments["hidden_states"]
@@ -120,14 +129,19 @@ def disable_capture(model: nn.Module) -> nn.Module:
 
 
 @contextmanager
-def recording() -> Iterator[list[torch.Tensor]]:
-    """Collect, in layer order, the attention scores of every forward run inside the block."""
-    previous = _recorder()
+def recording(layers: Collection[int] | None = None) -> Iterator[list[torch.Tensor | None]]:
+    """Collect, in layer order, the attention scores of every forward run inside the block.
+
+    ``layers``: the 1-based layers whose scores are wanted; the others run the fast SDPA path and
+    record ``None`` (so index ``n - 1`` is still layer ``n``). ``None`` records every layer.
+    """
+    previous, previous_wanted = _recorder(), getattr(_state, "wanted", None)
     _state.scores = []
+    _state.wanted = None if layers is None else frozenset(int(n) for n in layers)
     try:
         yield _state.scores
     finally:
-        _state.scores = previous
+        _state.scores, _state.wanted = previous, previous_wanted
 
 
 def model_inputs(model: nn.Module, batch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -137,11 +151,19 @@ def model_inputs(model: nn.Module, batch: Mapping[str, torch.Tensor]) -> dict[st
     return {k: batch[k] for k in keys if k in batch and k in accepted}
 
 
-def forward_reps(model: nn.Module, batch: Mapping[str, torch.Tensor], attentions: bool = True) -> Reps:
-    """One forward pass returning hidden states (embeddings + every layer), scores and logits."""
+def forward_reps(
+    model: nn.Module,
+    batch: Mapping[str, torch.Tensor],
+    attentions: bool = True,
+    layers: Collection[int] | None = None,
+) -> Reps:
+    """One forward pass returning hidden states (embeddings + every layer), scores and logits.
+
+    ``layers`` limits score capture to those 1-based layers (``None`` entries for the others).
+    """
     inputs = model_inputs(model, batch)
     if attentions:
-        with recording() as scores:
+        with recording(layers) as scores:
             out = model(**inputs, output_hidden_states=True)
         scores = list(scores)
     else:

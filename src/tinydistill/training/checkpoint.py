@@ -1,0 +1,88 @@
+"""Resumable training state: checkpoints written atomically, the newest found again, old ones pruned.
+
+A checkpoint is a dir ``step-N/`` holding ``state.pt`` (tensors only, loadable with
+``weights_only=True``: model + projection weights, optimizer, scheduler, torch/CUDA RNG) and
+``trainer_state.json`` (step, data position, loss history, Python and NumPy RNG states). It is
+written as ``.step-N.tmp/`` and renamed into place, so a dir named ``step-N`` is always complete.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+_STEP_DIR = re.compile(r"^step-(\d+)$")
+
+
+def rng_state() -> dict[str, Any]:
+    """Python and NumPy generator states (JSON-able) and the torch ones (tensors)."""
+    version, state, gauss = random.getstate()
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    torch_state = {"cpu": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        torch_state["cuda"] = torch.cuda.get_rng_state_all()
+    return {
+        "json": {
+            "python": [version, list(state), gauss],
+            "numpy": [kind, keys.tolist(), int(pos), int(has_gauss), float(cached)],
+        },
+        "torch": torch_state,
+    }
+
+
+def set_rng_state(json_part: dict[str, Any], torch_part: dict[str, Any]) -> None:
+    version, state, gauss = json_part["python"]
+    random.setstate((version, tuple(state), gauss))
+    kind, keys, pos, has_gauss, cached = json_part["numpy"]
+    np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
+    torch.set_rng_state(torch_part["cpu"])
+    if "cuda" in torch_part and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(torch_part["cuda"])
+
+
+def checkpoint_dirs(root: Path) -> list[tuple[int, Path]]:
+    """Complete checkpoints under ``root``, oldest first."""
+    if not root.is_dir():
+        return []
+    found = []
+    for path in root.iterdir():
+        match = _STEP_DIR.match(path.name)
+        if match and (path / "trainer_state.json").exists() and (path / "state.pt").exists():
+            found.append((int(match.group(1)), path))
+    return sorted(found)
+
+
+def latest_checkpoint(root: Path) -> Path | None:
+    dirs = checkpoint_dirs(root)
+    return dirs[-1][1] if dirs else None
+
+
+def save_checkpoint(root: Path, step: int, tensors: dict[str, Any], meta: dict[str, Any], keep: int) -> Path:
+    """Write ``step-N`` atomically (``meta`` -> JSON, ``tensors`` -> torch) and keep the newest ``keep``."""
+    root.mkdir(parents=True, exist_ok=True)
+    final = root / f"step-{step}"
+    tmp = root / f".step-{step}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    torch.save(tensors, tmp / "state.pt")
+    (tmp / "trainer_state.json").write_text(json.dumps(meta))
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(tmp, final)
+    for _, old in checkpoint_dirs(root)[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def load_checkpoint(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    tensors = torch.load(path / "state.pt", map_location="cpu", weights_only=True)
+    meta = json.loads((path / "trainer_state.json").read_text())
+    return tensors, meta
