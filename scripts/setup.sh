@@ -13,8 +13,13 @@ PY="$VENV/bin/python"
 stamp="$VENV/.installed-$(cat pyproject.toml constraints-cpu.txt | sha1sum | cut -c1-12)-${EXTRAS//,/_}"
 [ -f "$stamp" ] && exit 0
 if [ "${TINYDISTILL_TORCH:-cpu}" = cpu ] && ! "$PY" -c "import torch" 2>/dev/null; then
-  "$PY" -m pip install -q --no-index "$TORCH_PIN" 2>/dev/null \
-    || "$PY" -m pip install -q "$TORCH_PIN" --index-url https://download.pytorch.org/whl/cpu
+  wheels="$(mktemp -d)"
+  if "$PY" -m pip download -q --no-deps --no-index "$TORCH_PIN" -d "$wheels" 2>/dev/null; then
+    "$PY" -m pip install -q "$wheels"/torch-*.whl   # a local CPU wheel (pip's find-links); deps from PyPI
+  else
+    "$PY" -m pip install -q "$TORCH_PIN" --index-url https://download.pytorch.org/whl/cpu
+  fi
+  rm -rf "$wheels"
 fi
 CONSTRAINT=()
 [ "${TINYDISTILL_TORCH:-cpu}" = cpu ] && CONSTRAINT=(-c constraints-cpu.txt)
