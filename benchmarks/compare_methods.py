@@ -39,6 +39,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--recipes", default=",".join(DEFAULT_RECIPES), help="Comma-separated recipe names or paths."
     )
     p.add_argument("--student", default=None, help="One student shape for all (default: each recipe's).")
+    p.add_argument(
+        "--init-from-teacher",
+        action="store_true",
+        help="Start every student from the teacher's layers (needs the teacher's width), as BERT-PKD does.",
+    )
     p.add_argument("--epochs", type=float, default=3.0, help="Total passes over the train set per method.")
     p.add_argument("--max-train-samples", type=int, default=None)
     p.add_argument("--max-eval-samples", type=int, default=None)
@@ -74,6 +79,7 @@ def method_kwargs(args: argparse.Namespace, recipe: Path) -> dict[str, Any]:
         max_seq_length=args.max_seq_length,
         learning_rate=args.learning_rate,
         seed=args.seed,
+        init_from_teacher=True if args.init_from_teacher else None,
     )
     if stages == ["intermediate", "prediction"] and not args.tinybert_full_budget:
         kw["intermediate_epochs"] = kw["prediction_epochs"] = args.epochs / 2
@@ -87,7 +93,8 @@ def command(recipe: Path, kw: dict[str, Any]) -> str:
         shown = recipe
     parts = ["tinydistill", "distill", "--recipe", str(shown)]
     for key, value in kw.items():
-        parts += [f"--{key.replace('_', '-')}", str(value)]
+        flag = f"--{key.replace('_', '-')}"
+        parts += [flag] if value is True else [flag, str(value)]
     return shlex.join(parts)
 
 

@@ -464,3 +464,44 @@ def test_console_script_help():
     assert result.returncode == 0, result.stderr
     for command in ("finetune", "distill", "evaluate"):
         assert command in result.stdout
+
+
+def test_pipeline_main_job_on_the_toy_task(tmp_path, tiny_encoder, glue_dir):
+    """The main job end to end: fine-tune, distill, compare, print the teacher-vs-student table."""
+    student = config_dir(tmp_path / "student-shape", vocab_size(tiny_encoder))
+    out = tmp_path / "main"
+    stdout = ok(
+        "pipeline",
+        "--task",
+        "sst2",
+        "--data-dir",
+        glue_dir,
+        "--teacher",
+        tiny_encoder,
+        "--student",
+        student,
+        "--output",
+        out,
+        "--teacher-epochs",
+        "20",
+        "--teacher-lr",
+        "2e-3",
+        "--student-lr",
+        "2e-3",
+        "--intermediate-epochs",
+        "20",
+        "--prediction-epochs",
+        "20",
+        "--batch-size",
+        "16",
+    )
+    assert "| teacher |" in stdout and "| student |" in stdout and "speed-up" in stdout
+    rows = json.loads((out / "summary.json").read_text())
+    assert rows["teacher"]["dev"]["dev"]["accuracy"] >= 0.9
+    assert rows["student"]["dev"]["dev"]["accuracy"] >= 0.8
+    assert rows["student"]["params"] < rows["teacher"]["params"]
+    assert rows["teacher"]["latency_ms"] > 0 and rows["student"]["latency_ms"] > 0
+    assert (out / "summary.md").read_text().startswith("### SST-2")
+    assert (out / "teacher" / "model.safetensors").exists() and (
+        out / "student" / "model.safetensors"
+    ).exists()

@@ -20,7 +20,8 @@ def size_on_disk(path: str | Path) -> int:
 
 def dummy_batch(vocab_size: int, batch: int, seq_len: int, seed: int = 0) -> dict[str, torch.Tensor]:
     g = torch.Generator().manual_seed(seed)
-    ids = torch.randint(1000, max(1001, vocab_size - 1), (batch, seq_len), generator=g)
+    low = min(1000, vocab_size // 2)  # ordinary word pieces, clear of the special tokens
+    ids = torch.randint(low, vocab_size, (batch, seq_len), generator=g)
     return {
         "input_ids": ids,
         "attention_mask": torch.ones_like(ids),
@@ -41,7 +42,8 @@ def latency_ms(
     for name, model in models.items():
         model.eval()
         device = next(model.parameters()).device
-        raw = dummy_batch(model.config.vocab_size, batch, seq_len)
+        length = min(seq_len, model.config.max_position_embeddings)
+        raw = dummy_batch(model.config.vocab_size, batch, length)
         inputs[name] = {k: v.to(device) for k, v in model_inputs(model, raw).items()}
     for _ in range(warmup):
         for name, model in models.items():

@@ -294,6 +294,10 @@ def pipeline(
     teacher_lr: Annotated[
         float | None, typer.Option("--teacher-lr", help="Teacher fine-tuning LR [1e-4, suits MiniLM].")
     ] = 1e-4,
+    student_lr: Annotated[
+        float | None,
+        typer.Option("--student-lr", help="Distillation LR of both steps [1e-4 then 5e-5]."),
+    ] = None,
     intermediate_epochs: Annotated[float | None, typer.Option("--intermediate-epochs")] = None,
     prediction_epochs: Annotated[float | None, typer.Option("--prediction-epochs")] = None,
     max_steps: MaxSteps = None,
@@ -322,6 +326,7 @@ def pipeline(
     caps = {k: v if v is not None or full else QUICK[k] for k, v in given.items()}
     result = run(
         teacher_lr=teacher_lr,
+        student_lr=student_lr,
         task=task,
         data_dir=data_dir,
         output=output,

@@ -2,7 +2,9 @@
 
 All runners are loaded first; then, per batch size, every runner is warmed up and timed round-robin
 (repeat r runs each model once before repeat r+1 starts), so all models see the same machine state.
-Ratios are taken against the first row (the first model on the first backend).
+onnxruntime sessions run without thread spinning and calls are separated by a short untimed pause,
+so that one model's busy-waiting worker threads do not steal the cores of the next one. Ratios are
+taken against the first row (the first model on the first backend).
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ import torch
 
 from tinydistill.deploy.runtime import Runner, load_runner, parse_backends, random_batch
 from tinydistill.errors import TinyDistillError
+
+PAUSE_S = 0.01  # between interleaved calls (untimed)
 
 
 def parse_ints(value: str | list[int] | tuple[int, ...], flag: str = "--batch-sizes") -> list[int]:
@@ -61,9 +65,17 @@ def _repeats(repeats: int, batch: int) -> int:
 
 
 def time_runners(
-    runners: list[Runner], batch: int, seq_len: int, warmup: int = 3, repeats: int = 20
+    runners: list[Runner],
+    batch: int,
+    seq_len: int,
+    warmup: int = 3,
+    repeats: int = 20,
+    pause_s: float = PAUSE_S,
 ) -> list[list[float]]:
-    """Milliseconds per forward for each runner, measured interleaved after warm-up."""
+    """Milliseconds per forward for each runner, measured interleaved after warm-up.
+
+    A short untimed pause before each call lets the previous model's worker threads go idle.
+    """
     inputs = [random_batch(r.vocab_size, batch, seq_len) for r in runners]
     for _ in range(warmup):
         for r, x in zip(runners, inputs, strict=True):
@@ -71,6 +83,8 @@ def time_runners(
     times: list[list[float]] = [[] for _ in runners]
     for _ in range(repeats):
         for i, (r, x) in enumerate(zip(runners, inputs, strict=True)):
+            if pause_s and len(runners) > 1:
+                time.sleep(pause_s)
             start = time.perf_counter()
             r(x)  # runners synchronise CUDA before returning
             times[i].append((time.perf_counter() - start) * 1000)

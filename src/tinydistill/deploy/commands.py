@@ -36,8 +36,8 @@ def register(app: typer.Typer, fail_cleanly) -> None:
             typer.Option("--quantize", help="'int8': also write model.int8.onnx (dynamic quantization)."),
         ] = None,
         optimize: Annotated[
-            bool, typer.Option("--optimize/--no-optimize", help="onnxruntime transformer fusions.")
-        ] = True,
+            bool, typer.Option("--optimize/--no-optimize", help="Offline onnxruntime transformer fusions.")
+        ] = False,
         weight_type: Annotated[
             str, typer.Option("--weight-type", help="int8 weights: qint8 or quint8.")
         ] = "qint8",

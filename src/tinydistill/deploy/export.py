@@ -1,5 +1,10 @@
 """Export a saved classifier to ONNX (dynamic batch and sequence axes), check it, quantize it to int8.
 
+Measured on an AVX-512 VNNI CPU (4-layer 312-wide student, batch 1, length 128): int8 weights
+(QInt8) are ~1.6x faster than QUInt8, per-channel scales gain nothing, and onnxruntime's offline
+transformer fusions (``optimize``) gain nothing over the fusions the session applies at load time
+(int8 is even slightly slower after them), so all three default off / QInt8.
+
 The graph is traced from the model loaded fresh with standard ("eager") attention, so a checkpoint
 saved during attention capture exports like any HF model. The fp32 graph must reproduce the
 PyTorch logits on real inputs within ``atol`` or the export fails; the int8 graph is compared by
@@ -234,7 +239,7 @@ def export_model(
     model_dir: str | Path,
     output: str | Path,
     quantize: str | None = None,
-    optimize: bool = True,
+    optimize: bool = False,
     task: str | None = None,
     data_dir: str | None = None,
     atol: float = DEFAULT_ATOL,

@@ -69,33 +69,50 @@ MARKERS = {"torch": "o", "onnx": "s", "onnx-int8": "^"}
 
 
 def plot_accuracy_latency(points: list[dict[str, Any]], path: Path, seq_len: int = 128) -> Path:
-    """Scatter of dev metric (%) vs batch-1 CPU latency, one colour per task, one marker per backend."""
+    """Dev metric (%) vs batch-1 CPU latency: one colour per task, one marker per backend.
+
+    The backends of one model are joined by a thin line and the model is named once, at its point
+    with the highest latency (usually PyTorch), so labels stay readable.
+    """
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(7.5, 5))
+    fig, ax = plt.subplots(figsize=(8, 5.2))
     tasks = list(dict.fromkeys(p["task"] for p in points))
     colors = {t: plt.get_cmap("tab10")(i % 10) for i, t in enumerate(tasks)}
-    seen: set[tuple[str, str]] = set()
-    for p in points:
-        key = (p["task"], p["backend"])
-        label = f"{p['task']} ({p['metric']}), {p['backend']}" if key not in seen else None
-        seen.add(key)
-        ax.scatter(
-            p["latency_ms"],
-            p["score"],
-            s=70,
-            color=colors[p["task"]],
-            marker=MARKERS.get(p["backend"], "o"),
-            label=label,
-            edgecolor="black",
-            linewidth=0.5,
-            zorder=3,
+    for t in tasks:  # legend: colour = task
+        metric = next(p["metric"] for p in points if p["task"] == t)
+        ax.scatter([], [], color=colors[t], marker="o", s=60, label=f"{t} ({metric})")
+    for backend in dict.fromkeys(p["backend"] for p in points):  # legend: marker = backend
+        ax.scatter([], [], color="grey", marker=MARKERS.get(backend, "o"), s=60, label=backend)
+    models = dict.fromkeys(p.get("model", p["name"]) for p in points)
+    for model in models:
+        group = sorted(
+            (p for p in points if p.get("model", p["name"]) == model), key=lambda p: p["latency_ms"]
         )
+        color = colors[group[0]["task"]]
+        if len(group) > 1:
+            ax.plot(
+                [p["latency_ms"] for p in group], [p["score"] for p in group], color=color, lw=0.8, alpha=0.5
+            )
+        for p in group:
+            ax.scatter(
+                p["latency_ms"],
+                p["score"],
+                s=70,
+                color=color,
+                marker=MARKERS.get(p["backend"], "o"),
+                edgecolor="black",
+                linewidth=0.5,
+                zorder=3,
+            )
+        top = group[-1]
         ax.annotate(
-            p["name"], (p["latency_ms"], p["score"]), textcoords="offset points", xytext=(6, 5), fontsize=8
+            model, (top["latency_ms"], top["score"]), textcoords="offset points", xytext=(7, 5), fontsize=9
         )
+    scale = ""
     if points:
         lat = [p["latency_ms"] for p in points]
         if max(lat) / max(min(lat), 1e-9) > 8:
+            scale = ", log scale"
             from matplotlib.ticker import FuncFormatter
 
             ax.set_xscale("log")
@@ -104,10 +121,10 @@ def plot_accuracy_latency(points: list[dict[str, Any]], path: Path, seq_len: int
         scores = [p["score"] for p in points]
         pad = max(2.0, (max(scores) - min(scores)) * 0.15)
         ax.set_ylim(min(scores) - pad, max(scores) + pad)
-        ax.legend(fontsize=8, loc="lower right")
-    ax.set_xlabel(f"CPU latency, batch 1, seq len {seq_len} (ms, p50)")
+        ax.legend(fontsize=8, loc="best", ncol=2)
+    ax.set_xlabel(f"CPU latency, batch 1, seq len {seq_len} (ms, p50{scale})")
     ax.set_ylabel("dev metric (%)")
-    ax.set_title("Accuracy vs latency")
+    ax.set_title("Accuracy vs latency (lines join one model's backends)")
     ax.grid(alpha=0.3, which="both")
     fig.tight_layout()
     fig.savefig(path, dpi=110)

@@ -35,7 +35,8 @@ class Run:
 
     @property
     def dev(self) -> dict[str, float]:
-        return self.metrics.get("dev") or {}
+        """Dev metrics: re-evaluated on the full dev set by a bench file when given, else metrics.json's."""
+        return self.extra.get("dev") or self.metrics.get("dev") or {}
 
 
 def load_run(path: str | Path) -> Run:
@@ -138,6 +139,12 @@ def _row_run(runs: list[Run], row: dict[str, Any]) -> Run | None:
     return None
 
 
+def _flat(dev: dict[str, dict[str, float]]) -> dict[str, float]:
+    if len(dev) == 1:
+        return dict(dev[next(iter(dev))])
+    return {f"{split}/{k}": v for split, metrics in dev.items() for k, v in metrics.items()}
+
+
 def bench_points(runs: list[Run], bench_files: list[str]) -> list[tuple[Run, str, float, dict[str, float]]]:
     """Latencies from bench JSONs (torch, CPU, b=1); their ONNX rows with dev metrics become extra points."""
     extra = []
@@ -147,14 +154,12 @@ def bench_points(runs: list[Run], bench_files: list[str]) -> list[tuple[Run, str
             lat = (row.get("latency_ms") or {}).get("1", {}).get("p50")
             if run is None or lat is None or row.get("device", "cpu") != "cpu":
                 continue
+            flat = _flat(row["dev"]) if row.get("dev") else None
             if row.get("backend") == "torch":
                 run.latency_ms = lat
-            elif row.get("dev"):
-                dev = row["dev"]
-                if len(dev) == 1:
-                    flat = dev[next(iter(dev))]
-                else:
-                    flat = {f"{s}/{k}": v for s in dev for k, v in dev[s].items()}
+                if flat:
+                    run.extra["dev"] = flat
+            elif flat:
                 extra.append((run, row["backend"], lat, flat))
     return extra
 
@@ -164,6 +169,7 @@ def _point(run: Run, backend: str, lat: float, dev: dict[str, float], key: str |
     return {
         "teacher_latency_ms": teacher.latency_ms if teacher else None,
         "name": run.name if backend == "torch" else f"{run.name} ({backend})",
+        "model": run.name,
         "task": run.task,
         "backend": backend,
         "latency_ms": lat,
@@ -251,7 +257,10 @@ def format_points(points: list[dict[str, Any]]) -> str:
 
 def _run_lines(run: Run) -> str:
     m = run.metrics
-    dev = ", ".join(f"{k}={100 * v:.2f}" for k, v in run.dev.items()) or "-"
+    dev = ", ".join(f"{k}={100 * v:.2f}" for k, v in (m.get("dev") or {}).items()) or "-"
+    if run.extra.get("dev"):
+        dev += " (metrics.json); " + ", ".join(f"{k}={100 * v:.2f}" for k, v in run.extra["dev"].items())
+        dev += " (re-evaluated by the bench)"
     steps = (
         m.get("steps")
         if run.kind == "finetune"
@@ -307,6 +316,12 @@ def build_report(
         "",
         "Retention % = student metric / teacher metric x 100; params ratio and speed-up = teacher / student.",
         f"Latency: PyTorch fp32, CPU, batch 1, seq len {seq_len}, p50 ({source}).",
+        "Dev metrics: "
+        + (
+            "re-evaluated on the full dev set by the bench where it has them, else the run's metrics.json."
+            if bench_files
+            else "the runs' metrics.json (best dev evaluation during training)."
+        ),
         "",
         format_table(rows),
         "## Training loss",
