@@ -15,8 +15,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import torch
-from accelerate import Accelerator
 from accelerate.utils import set_seed
 
 from tinydistill import config as C
@@ -39,23 +37,13 @@ from tinydistill.models.load import (
 )
 from tinydistill.tasks.resolve import TaskData, load_task_data
 from tinydistill.training import schedule as S
-from tinydistill.training.loop import plan_steps, train
+from tinydistill.training.loop import make_accelerator, plan_steps, train
 from tinydistill.training.perturb import PerturbOptions
 from tinydistill.training.terms import Distiller, build_term_modules, parse_term_options, teacher_reps
 
 # Paper: 5e-5 / 3e-5 after general distillation; a randomly initialised student needs larger steps.
 STEP_LR = {"intermediate": 1e-4, "prediction": 5e-5}
 DEFAULT_STAGE_LR = 1e-4  # stages of other names (one-run methods: KD, PKD, CRD, LRC-BERT)
-
-
-def _accelerator(cfg: C.RunConfig, output: Path) -> Accelerator:
-    precision = cfg.mixed_precision
-    if precision is None:
-        precision = "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
-    acc = Accelerator(mixed_precision=precision, log_with="tensorboard", project_dir=str(output))
-    flat = {k: v for k, v in dataclasses.asdict(cfg).items() if isinstance(v, (int, float, str, bool))}
-    acc.init_trackers("logs", config=flat)
-    return acc
 
 
 def _model_labels(model_dir: str) -> list[str] | None:
@@ -138,7 +126,7 @@ def finetune(cfg: C.FinetuneConfig) -> dict[str, Any]:
         subsample(data.train, cfg.max_train_samples, cfg.seed), tokenizer, cfg.max_seq_length, data.spec
     )
     dev = _dev(cfg, data)
-    acc = _accelerator(cfg, output)
+    acc = make_accelerator(cfg, output)
     loader = make_loader(train_set, tokenizer, cfg.batch_size, shuffle=True, seed=cfg.seed)
 
     def step_loss(m, batch):
@@ -271,7 +259,7 @@ def distill(cfg: C.DistillConfig) -> dict[str, Any]:
         subsample(data.train, cfg.max_train_samples, cfg.seed), tokenizer, cfg.max_seq_length, data.spec
     )
     dev = _dev(cfg, data)
-    acc = _accelerator(cfg, output)
+    acc = make_accelerator(cfg, output)
     teacher = acc.prepare_model(teacher, evaluation_mode=True)
     loader = make_loader(train_set, tokenizer, cfg.batch_size, shuffle=True, seed=cfg.seed)
     save = lambda: save_model(acc.unwrap_model(distiller).student, tokenizer, output)  # noqa: E731

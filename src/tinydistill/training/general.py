@@ -50,6 +50,7 @@ from tinydistill.models.load import (
 )
 from tinydistill.training.checkpoint import latest_checkpoint, load_checkpoint, rng_state, save_checkpoint
 from tinydistill.training.checkpoint import set_rng_state as restore_rng
+from tinydistill.training.loop import make_accelerator
 from tinydistill.training.terms import Distiller
 
 NO_DECAY = ("bias", "LayerNorm.weight", "layer_norm.weight", "norm.weight")
@@ -200,16 +201,6 @@ def _check_resume(cfg: C.GeneralConfig, output: Path) -> None:
         )
 
 
-def _accelerator(cfg: C.GeneralConfig, output: Path) -> Accelerator:
-    precision = cfg.mixed_precision
-    if precision is None:
-        precision = "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
-    acc = Accelerator(mixed_precision=precision, log_with="tensorboard", project_dir=str(output))
-    flat = {k: v for k, v in dataclasses.asdict(cfg).items() if isinstance(v, (int, float, str, bool))}
-    acc.init_trackers("logs", config=flat)
-    return acc
-
-
 def general(cfg: C.GeneralConfig) -> dict[str, Any]:
     """Run (or resume) general distillation; returns the summary also written to ``metrics.json``."""
     corpus = PackedCorpus(cfg.corpus)
@@ -256,7 +247,7 @@ def general(cfg: C.GeneralConfig) -> dict[str, Any]:
 
     output.mkdir(parents=True, exist_ok=True)
     C.save(cfg, output / "config.yaml")
-    acc = _accelerator(cfg, output)
+    acc = make_accelerator(cfg, output)
     optimizer = make_optimizer(distiller, cfg.learning_rate, cfg.weight_decay)
     scheduler = get_linear_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * total), total)
     distiller, optimizer, scheduler = acc.prepare(distiller, optimizer, scheduler)

@@ -7,9 +7,12 @@ transformers, evaluates every ``eval_every`` steps and asks ``save`` to keep the
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import torch
 from accelerate import Accelerator
@@ -19,6 +22,21 @@ from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
 from tinydistill.errors import TinyDistillError
+
+
+def make_accelerator(cfg: Any, output: Path) -> Accelerator:
+    """The one place that decides device and precision (bf16 autocast on GPUs that have it).
+
+    ``cfg`` is a run-config dataclass: its ``mixed_precision`` (None = automatic) is used and its
+    scalar fields go to TensorBoard (``output/logs``).
+    """
+    precision = cfg.mixed_precision
+    if precision is None:
+        precision = "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
+    acc = Accelerator(mixed_precision=precision, log_with="tensorboard", project_dir=str(output))
+    flat = {k: v for k, v in dataclasses.asdict(cfg).items() if isinstance(v, (int, float, str, bool))}
+    acc.init_trackers("logs", config=flat)
+    return acc
 
 
 @dataclass
