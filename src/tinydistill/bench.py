@@ -18,15 +18,12 @@ def size_on_disk(path: str | Path) -> int:
     return sum(p.stat().st_size for p in files if p.suffix in {".safetensors", ".bin", ".onnx", ".data"})
 
 
-def dummy_batch(vocab_size: int, batch: int, seq_len: int, seed: int = 0) -> dict[str, torch.Tensor]:
-    g = torch.Generator().manual_seed(seed)
-    low = min(1000, vocab_size // 2)  # ordinary word pieces, clear of the special tokens
-    ids = torch.randint(low, vocab_size, (batch, seq_len), generator=g)
-    return {
-        "input_ids": ids,
-        "attention_mask": torch.ones_like(ids),
-        "token_type_ids": torch.zeros_like(ids),
-    }
+def random_batch(vocab_size: int, batch: int, seq_len: int, seed: int = 0) -> dict[str, np.ndarray]:
+    """Token ids drawn from the upper vocabulary (past the special tokens), full attention mask."""
+    rng = np.random.default_rng(seed)
+    low = min(1000, vocab_size // 2)
+    ids = rng.integers(low, max(low + 1, vocab_size), size=(batch, seq_len), dtype=np.int64)
+    return {"input_ids": ids, "attention_mask": np.ones_like(ids), "token_type_ids": np.zeros_like(ids)}
 
 
 @torch.inference_mode()
@@ -43,7 +40,9 @@ def latency_ms(
         model.eval()
         device = next(model.parameters()).device
         length = min(seq_len, model.config.max_position_embeddings)
-        raw = dummy_batch(model.config.vocab_size, batch, length)
+        raw = {
+            k: torch.from_numpy(v) for k, v in random_batch(model.config.vocab_size, batch, length).items()
+        }
         inputs[name] = {k: v.to(device) for k, v in model_inputs(model, raw).items()}
     for _ in range(warmup):
         for name, model in models.items():

@@ -11,6 +11,7 @@ import torch
 from tinydistill import api
 from tinydistill.bench import latency_ms, size_on_disk
 from tinydistill.config import DistillConfig, FinetuneConfig
+from tinydistill.evaluation import flatten
 from tinydistill.models.load import count_params, load_classifier
 from tinydistill.tasks import get_task
 
@@ -43,9 +44,7 @@ def format_table(task: str, rows: dict[str, dict[str, Any]], seq_len: int = 128)
     """Markdown table with ratios against the first row (the teacher)."""
     names = list(rows)
     base = rows[names[0]]
-    metric_keys = [
-        f"{split}/{k}" if len(r) > 1 else k for r in [base["dev"]] for split in r for k in r[split]
-    ]
+    metric_keys = list(flatten(base["dev"]))
     header = [
         "model",
         *metric_keys,
@@ -58,7 +57,7 @@ def format_table(task: str, rows: dict[str, dict[str, Any]], seq_len: int = 128)
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for name in names:
         r = rows[name]
-        values = [f"{100 * v:.2f}" for split in r["dev"] for v in r["dev"][split].values()]
+        values = [f"{100 * v:.2f}" for v in flatten(r["dev"]).values()]
         lines.append(
             "| "
             + " | ".join(

@@ -18,8 +18,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from tinydistill.deploy.runtime import Runner, load_runner, parse_backends, random_batch
+from tinydistill.bench import random_batch
+from tinydistill.deploy.runtime import Runner, load_runner, parse_backends
 from tinydistill.errors import TinyDistillError
+from tinydistill.evaluation import flatten
 
 PAUSE_S = 0.01  # between interleaved calls (untimed)
 
@@ -195,8 +197,7 @@ def human_count(n: int) -> str:
 
 
 def _metric_cells(row: dict[str, Any]) -> list[str]:
-    dev = row.get("dev") or {}
-    return [f"{100 * v:.2f}" for split in dev.values() for v in split.values()]
+    return [f"{100 * v:.2f}" for v in flatten(row.get("dev") or {}).values()]
 
 
 def format_bench(result: dict[str, Any]) -> str:
@@ -204,10 +205,7 @@ def format_bench(result: dict[str, Any]) -> str:
     rows, meta = result["rows"], result["meta"]
     sizes = [str(b) for b in meta["batch_sizes"]]
     lat, thr = sizes[0], sizes[-1]
-    metric_names = []
-    if rows and rows[0].get("dev"):
-        dev = rows[0]["dev"]
-        metric_names = [f"{s}/{k}" if len(dev) > 1 else k for s in dev for k in dev[s]]
+    metric_names = list(flatten(rows[0]["dev"])) if rows and rows[0].get("dev") else []
     header = ["model", "backend", "device", "params", "size MB", f"p50 ms b={lat}", f"p95 ms b={lat}"]
     header += [
         f"seq/s b={thr}",

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from tinydistill.bench import random_batch
 from tinydistill.deploy.runtime import (
     EXPORT_META,
     INT8_FILE,
@@ -35,7 +36,6 @@ from tinydistill.deploy.runtime import (
     encode,
     load_tokenizer_from,
     ort_session,
-    random_batch,
     require,
 )
 from tinydistill.errors import TinyDistillError

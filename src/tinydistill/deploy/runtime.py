@@ -360,14 +360,6 @@ def encode(
     return {k: np.asarray(v, dtype=np.int64) for k, v in enc.items() if k in TOKEN_INPUTS}
 
 
-def random_batch(vocab_size: int, batch: int, seq_len: int, seed: int = 0) -> dict[str, np.ndarray]:
-    """Token ids drawn from the upper vocabulary (past special tokens), full attention mask."""
-    rng = np.random.default_rng(seed)
-    low = min(1000, vocab_size // 2)
-    ids = rng.integers(low, max(low + 1, vocab_size), size=(batch, seq_len), dtype=np.int64)
-    return {"input_ids": ids, "attention_mask": np.ones_like(ids), "token_type_ids": np.zeros_like(ids)}
-
-
 def softmax(logits: np.ndarray) -> np.ndarray:
     z = logits - logits.max(axis=-1, keepdims=True)
     e = np.exp(z)
