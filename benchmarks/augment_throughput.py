@@ -20,6 +20,12 @@ its scores differ from fp32 in the third digit, so near-tied candidates can swap
 > 1 (``all``: one row per sentence) masks several words per row: fewer forwards, but no longer the
 paper's one-word-at-a-time predictions. ``--pair-context`` uses the original script's
 ``[CLS] masked [SEP] original [SEP]`` rows (about twice as long).
+
+``--agreement-mlm DIR`` (a *trained* masked LM, e.g. the ``tinydistill mlm-head`` output) measures
+what the faster ``--masks-per-row`` settings cost in candidate quality: on the same sentences it
+compares each setting's top-K list of every single-piece word with the paper's one-word-per-row list
+(mean overlap of the two K-sets, and how often the best candidate is the same). Random weights
+cannot answer that question, so it needs a real MLM.
 """
 
 from __future__ import annotations
@@ -57,6 +63,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument(
         "--threads", type=int, default=None, help="torch threads [default: OMP_NUM_THREADS or cores]"
+    )
+    p.add_argument(
+        "--agreement-mlm",
+        default=None,
+        help="A trained masked LM: compare each --masks-per-row setting's candidates with masks/row 1",
     )
     p.add_argument("--json", default=None, help="Also write the results to this file.")
     return p.parse_args(argv)
@@ -141,6 +152,46 @@ def run_one(model, tokenizer, texts, warmup, args, masks_per_row: int) -> dict:
 ALL = 10_000  # masks per row meaning "every eligible word of the sentence in one row"
 
 
+def agreement(name: str, texts: list[str], masks: list[int], args) -> list[dict]:
+    """Top-K overlap and top-1 agreement of masks/row M candidates with the paper's masks/row 1."""
+    from tinydistill.augment.candidates import MLMCandidates, load_masked_lm
+    from tinydistill.augment.runner import Augmenter
+
+    model, tokenizer = load_masked_lm(name, args.device, "float32")
+    found = {}
+    for m in sorted({1, *masks}):
+        mlm = MLMCandidates(model, tokenizer, k=args.candidates, batch_rows=args.batch_rows, masks_per_row=m)
+        aug = Augmenter(mlm, None, args.n_aug, args.p)  # no word vectors: MLM candidates only
+        aug.prepare(texts)
+        found[m] = [aug.candidates(t) for t in texts]
+    rows = []
+    for m in masks:
+        if m == 1:
+            continue
+        overlap, top1, words = 0.0, 0, 0
+        for ref, got in zip(found[1], found[m], strict=True):
+            for i, cands in ref.items():
+                other = got.get(i, [])
+                overlap += len(set(cands) & set(other)) / max(len(cands), 1)
+                top1 += bool(other) and other[0] == cands[0]
+                words += 1
+        row = {
+            "mlm": name,
+            "masks_per_row": m,
+            "words": words,
+            "topk_overlap": round(overlap / max(words, 1), 4),
+            "top1_agreement": round(top1 / max(words, 1), 4),
+        }
+        label = "all" if m >= ALL else m
+        print(
+            f"agreement with masks/row 1 ({name}, {words} words): masks/row {label}: "
+            f"top-{args.candidates} overlap {100 * row['topk_overlap']:.1f}%, "
+            f"same best candidate {100 * row['top1_agreement']:.1f}%"
+        )
+        rows.append(row)
+    return rows
+
+
 def main(argv: list[str] | None = None) -> list[dict]:
     args = parse_args(argv)
     sys.path.insert(0, str(ROOT / "src"))
@@ -177,6 +228,11 @@ def main(argv: list[str] | None = None) -> list[dict]:
                 f"| {r['dtype']} | {m} | {r['sentences_per_s']} | {r['ms_per_sentence']} | {r['mlm_rows']} | "
                 f"{r['mlm_forwards']} | {r['speedup_vs_original']} |"
             )
+    if args.agreement_mlm:
+        for row in agreement(args.agreement_mlm, texts, masks, args):
+            for r in results:
+                if r["masks_per_row"] == row["masks_per_row"]:
+                    r["agreement"] = row
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
     return results

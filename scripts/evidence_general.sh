@@ -14,7 +14,8 @@
 # Environment: OUT (runs/evidence-general), BUDGET_S (3600: general-distillation seconds), STEPS (auto:
 # from the measured s/step and BUDGET_S), BATCH (32), LR (1e-4), SAVE_EVERY (100), KILL_AFTER (seconds
 # into the general run, default BUDGET_S/3), KILL_SIGNAL (KILL), PY (a python with tinydistill; default:
-# .venv via scripts/setup.sh), DATA (../shared/data).
+# .venv via scripts/setup.sh), DATA (../shared/data), TEACHERS (a dir with <task>-teacher runs to reuse,
+# e.g. runs/evidence; default: fine-tune them under OUT), TASK_CAP (8000: SST-2/MRPC train rows).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SMOKE=0
@@ -32,7 +33,7 @@ SAVE_EVERY="${SAVE_EVERY:-100}"
 KILL_SIGNAL="${KILL_SIGNAL:-KILL}"
 TD=("$PY" -m tinydistill.cli)
 CORPUS_ARGS=(--workers 2)
-TASK_ARGS=(--max-train-samples 8000)
+TASK_ARGS=(--max-train-samples "${TASK_CAP:-8000}")
 TEACHER_ARGS=(--epochs 2)
 DISTILL_ARGS=(--intermediate-epochs 2 --prediction-epochs 2)
 if [ "$SMOKE" = 1 ]; then
@@ -93,17 +94,22 @@ fi
 # 4-5. teachers and task distillation from the general student vs random init
 for TASK in SST-2 MRPC; do
   t=$(echo "$TASK" | tr 'A-Z' 'a-z' | tr -d '-')
-  if [ "$SMOKE" = 1 ] || [ ! -f "$OUT/$t-teacher/metrics.json" ]; then
+  teacher="$OUT/$t-teacher"
+  if [ "$SMOKE" = 0 ] && [ -n "${TEACHERS:-}" ] && [ -f "$TEACHERS/$t-teacher/metrics.json" ]; then
+    teacher="$TEACHERS/$t-teacher"
+    log "$TASK: reusing the teacher $teacher"
+  elif [ "$SMOKE" = 1 ] || [ ! -f "$teacher/metrics.json" ]; then
     log "$TASK: fine-tune the MiniLM teacher"
     "${TD[@]}" finetune --task "$TASK" --data-dir "$DATA/glue" --model all-MiniLM-L6-v2 \
-      --output "$OUT/$t-teacher" --learning-rate 1e-4 "${TASK_ARGS[@]}" "${TEACHER_ARGS[@]}"
+      --output "$teacher" --learning-rate 1e-4 "${TASK_ARGS[@]}" "${TEACHER_ARGS[@]}"
   fi
+  echo "$teacher" > "$OUT/$t-teacher.path"
   for INIT in general random; do
     student="$OUT/general"
     [ "$INIT" = random ] && student=tinybert-4l-312
     if [ "$SMOKE" = 1 ] || [ ! -f "$OUT/$t-$INIT/metrics.json" ]; then
       log "$TASK: task distillation from $INIT"
-      "${TD[@]}" distill --task "$TASK" --data-dir "$DATA/glue" --teacher "$OUT/$t-teacher" \
+      "${TD[@]}" distill --task "$TASK" --data-dir "$DATA/glue" --teacher "$teacher" \
         --student "$student" --output "$OUT/$t-$INIT" --seed 42 "${TASK_ARGS[@]}" "${DISTILL_ARGS[@]}"
     fi
   done
@@ -132,7 +138,8 @@ lines = ["# General distillation evidence", "",
          "", "| task | teacher | student from general distillation | student from random init |", "|---|---|---|---|"]
 fmt = lambda d: ", ".join(f"{k} {100 * v:.2f}" for k, v in d.items() if isinstance(v, float))
 for t, task in (("sst2", "SST-2"), ("mrpc", "MRPC")):
-    row = [task, fmt(read(f"{t}-teacher/metrics.json")["dev"])]
+    tdir = Path((out / f"{t}-teacher.path").read_text().strip())
+    row = [task, fmt(json.loads((tdir / "metrics.json").read_text())["dev"])]
     row += [fmt(read(f"{t}-{init}/metrics.json")["dev"]) for init in ("general", "random")]
     lines.append("| " + " | ".join(row) + " |")
 lines += ["", "Throughput (benchmarks/general_throughput.py):", ""]

@@ -360,7 +360,12 @@ def _register_commands() -> None:
         mod.register(app, _fail_cleanly)
 
 
-_register_commands()
+if __name__ == "tinydistill.cli":
+    _register_commands()
+elif __name__ == "__main__":  # python -m tinydistill.cli / accelerate launch -m tinydistill.cli
+    # Run the importable module, not this __main__ copy: the feature commands import
+    # tinydistill.cli, and registering them from here would import it a second time. (Spawned
+    # worker processes re-import this file as __mp_main__ and need no commands at all.)
+    from tinydistill.cli import main as _main
 
-if __name__ == "__main__":  # python -m tinydistill.cli / accelerate launch -m tinydistill.cli
-    main()
+    _main()
