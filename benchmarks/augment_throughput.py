@@ -88,7 +88,7 @@ def run_one(model, tokenizer, texts, warmup, args, masks_per_row: int) -> dict:
     )
     vectors = WordVectors.from_embeddings(model, tokenizer)
     Augmenter(mlm, vectors, args.n_aug, args.p).prepare(warmup)  # warm-up (kernels, allocator)
-    mlm.forwards = mlm.rows = 0
+    mlm.forwards = mlm.rows = mlm.tokens = mlm.padded_tokens = 0
     cuda = mlm.device.type == "cuda"
     if cuda:
         torch.cuda.synchronize()
@@ -122,6 +122,8 @@ def run_one(model, tokenizer, texts, warmup, args, masks_per_row: int) -> dict:
         "mlm_rows": mlm.rows,
         "mlm_forwards": mlm.forwards,
         "rows_per_forward": round(mlm.rows / max(mlm.forwards, 1), 1),
+        "mlm_tokens": mlm.tokens,
+        "padding": round(mlm.padded_tokens / max(mlm.tokens, 1) - 1, 4),
         "vector_queries": aug.vector_queries,
         "variants": sum(map(len, variants)),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
@@ -129,14 +131,15 @@ def run_one(model, tokenizer, texts, warmup, args, masks_per_row: int) -> dict:
     }
     if cuda:
         result["peak_cuda_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
-    masks = "all" if masks_per_row >= ALL else masks_per_row
+    masks = label(masks_per_row)
     print(
         f"{result['sentences_per_s']} sentences/s ({result['ms_per_sentence']} ms/sentence) on "
         f"{result['device']} ({result['dtype']}, {result['threads']} threads): {len(texts)} SST-2 dev "
         f"sentences, N_a={args.n_aug}, K={args.candidates}, p={args.p}, masks/row={masks}"
     )
     print(
-        f"  MLM: {mlm.rows} rows in {mlm.forwards} forwards ({result['rows_per_forward']} rows/forward), "
+        f"  MLM: {mlm.rows} rows in {mlm.forwards} forwards ({result['rows_per_forward']} rows/forward, "
+        f"{mlm.tokens} tokens + {100 * result['padding']:.1f}% padding), "
         f"{aug.vector_queries} word-vector queries, {result['variants']} variants; "
         f"candidates {t_candidates:.2f} s of {seconds:.2f} s"
     )
@@ -149,27 +152,36 @@ def run_one(model, tokenizer, texts, warmup, args, masks_per_row: int) -> dict:
     return result
 
 
-ALL = 10_000  # masks per row meaning "every eligible word of the sentence in one row"
+ALL = 1_000_000  # masks per row meaning "every eligible word of the sentence in one row"
 
 
-def agreement(name: str, texts: list[str], masks: list[int], args) -> list[dict]:
-    """Top-K overlap and top-1 agreement of masks/row M candidates with the paper's masks/row 1."""
-    from tinydistill.augment.candidates import MLMCandidates, load_masked_lm
+def label(masks_per_row: int | float) -> str:
+    if isinstance(masks_per_row, float):
+        return f"{100 * masks_per_row:g}%"
+    return "all" if masks_per_row >= ALL else str(masks_per_row)
+
+
+def agreement(name: str, texts: list[str], settings: list[tuple[str, int | float]], args) -> list[dict]:
+    """Top-K overlap and top-1 agreement of each (dtype, masks/row) setting's candidates with the
+    paper's fp32, one-word-per-row candidates, with a trained masked LM on the same sentences."""
+    from tinydistill.augment.candidates import MLMCandidates, load_masked_lm, prepare_model
     from tinydistill.augment.runner import Augmenter
 
     model, tokenizer = load_masked_lm(name, args.device, "float32")
     found = {}
-    for m in sorted({1, *masks}):
+    # float32 first: casting to bf16 and back would not restore the weights
+    for dtype, m in sorted({("float32", 1), *settings}, key=lambda s: (s[0] == "bfloat16", str(s[1]))):
+        model = prepare_model(model, args.device, dtype)
         mlm = MLMCandidates(model, tokenizer, k=args.candidates, batch_rows=args.batch_rows, masks_per_row=m)
         aug = Augmenter(mlm, None, args.n_aug, args.p)  # no word vectors: MLM candidates only
         aug.prepare(texts)
-        found[m] = [aug.candidates(t) for t in texts]
+        found[dtype, m] = [aug.candidates(t) for t in texts]
     rows = []
-    for m in masks:
-        if m == 1:
+    for dtype, m in settings:
+        if (dtype, m) == ("float32", 1):
             continue
         overlap, top1, words = 0.0, 0, 0
-        for ref, got in zip(found[1], found[m], strict=True):
+        for ref, got in zip(found["float32", 1], found[dtype, m], strict=True):
             for i, cands in ref.items():
                 other = got.get(i, [])
                 overlap += len(set(cands) & set(other)) / max(len(cands), 1)
@@ -177,14 +189,14 @@ def agreement(name: str, texts: list[str], masks: list[int], args) -> list[dict]
                 words += 1
         row = {
             "mlm": name,
+            "dtype": dtype,
             "masks_per_row": m,
             "words": words,
             "topk_overlap": round(overlap / max(words, 1), 4),
             "top1_agreement": round(top1 / max(words, 1), 4),
         }
-        label = "all" if m >= ALL else m
         print(
-            f"agreement with masks/row 1 ({name}, {words} words): masks/row {label}: "
+            f"agreement with float32, masks/row 1 ({name}, {words} words): {dtype}, masks/row {label(m)}: "
             f"top-{args.candidates} overlap {100 * row['topk_overlap']:.1f}%, "
             f"same best candidate {100 * row['top1_agreement']:.1f}%"
         )
@@ -198,7 +210,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     from transformers import AutoTokenizer, BertConfig, BertForMaskedLM
     from transformers.utils import logging as hf_logging
 
-    from tinydistill.augment.candidates import prepare_model
+    from tinydistill.augment.candidates import parse_masks_per_row, prepare_model
     from tinydistill.models.packaged import minilm_dir
     from tinydistill.tasks import get_task, read_glue_split
 
@@ -213,7 +225,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     model = BertForMaskedLM(BertConfig(vocab_size=tokenizer.vocab_size))  # bert-base shape, random weights
     # float32 runs first: casting to bf16 and back would not restore the weights
     dtypes = sorted(args.dtype.split(","), key=lambda d: d.strip() in ("bfloat16", "bf16"))
-    masks = [ALL if m.strip() == "all" else int(m) for m in args.masks_per_row.split(",")]
+    masks = [min(parse_masks_per_row(m), ALL) for m in args.masks_per_row.split(",")]
     results = []
     for dtype in dtypes:
         model = prepare_model(model, args.device, dtype.strip())
@@ -223,15 +235,14 @@ def main(argv: list[str] | None = None) -> list[dict]:
         print("\n| dtype | masks/row | sentences/s | ms/sentence | rows | forwards | x original |")
         print("|---|---|---|---|---|---|---|")
         for r in results:
-            m = "all" if r["masks_per_row"] >= ALL else r["masks_per_row"]
-            print(
-                f"| {r['dtype']} | {m} | {r['sentences_per_s']} | {r['ms_per_sentence']} | {r['mlm_rows']} | "
-                f"{r['mlm_forwards']} | {r['speedup_vs_original']} |"
-            )
+            cells = [r["dtype"], label(r["masks_per_row"]), r["sentences_per_s"], r["ms_per_sentence"]]
+            cells += [r["mlm_rows"], r["mlm_forwards"], r["speedup_vs_original"]]
+            print("| " + " | ".join(map(str, cells)) + " |")
     if args.agreement_mlm:
-        for row in agreement(args.agreement_mlm, texts, masks, args):
+        settings = [(r["dtype"], r["masks_per_row"]) for r in results]
+        for row in agreement(args.agreement_mlm, texts, settings, args):
             for r in results:
-                if r["masks_per_row"] == row["masks_per_row"]:
+                if (r["dtype"], r["masks_per_row"]) == (row["dtype"], row["masks_per_row"]):
                     r["agreement"] = row
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))

@@ -18,7 +18,13 @@ from typer.testing import CliRunner
 
 import tinydistill
 from tinydistill.augment import stopwords
-from tinydistill.augment.candidates import MLMCandidates, WordVectors, load_masked_lm, whole_word_table
+from tinydistill.augment.candidates import (
+    MLMCandidates,
+    WordVectors,
+    load_masked_lm,
+    parse_masks_per_row,
+    whole_word_table,
+)
 from tinydistill.augment.runner import AugmentConfig, Augmenter, augment_task, merge_shards
 from tinydistill.augment.sampler import example_rng, match_case, sample_variants, split_words
 from tinydistill.cli import app
@@ -143,6 +149,64 @@ def test_masks_per_row_groups_words_into_fewer_rows(mlm64):
     result = mlm.predict(encoded, positions)
     assert mlm.rows == sum(1 for p in positions if p)  # one row per sentence
     assert all(sorted(r) == sorted(p) for r, p in zip(result, positions, strict=True))
+
+
+def test_masks_per_row_as_a_fraction_of_the_row(mlm64):
+    model, tok = mlm64
+    long = " ".join(["good movie nice story"] * 5)  # 20 eligible words, 22 tokens
+    mlm = MLMCandidates(model, tok, k=3, masks_per_row="15%")
+    _, encoded, positions = eligible_positions(mlm, [long, "superb story"])
+    rows = mlm._rows(encoded, positions)
+    per_row = int(0.15 * len(encoded[0].ids))  # 3
+    long_rows = [pos for s, pos in rows if s == 0]
+    assert per_row == 3 and all(len(pos) <= per_row for pos in long_rows)
+    assert len(long_rows) == math.ceil(20 / 3)
+    assert sorted(p for pos in long_rows for p in pos) == sorted(positions[0])  # each word once
+    gaps = [b - a for pos in long_rows for a, b in zip(pos, pos[1:], strict=False)]
+    assert min(gaps) >= len(long_rows)  # words masked together are spread, not adjacent
+    assert [pos for s, pos in rows if s == 1] == [[positions[1][0]], [positions[1][1]]]  # 4 tokens: 1 per row
+    result = mlm.predict(encoded, positions)
+    assert all(sorted(r) == sorted(p) for r, p in zip(result, positions, strict=True))
+
+
+@pytest.mark.parametrize(
+    ("value", "parsed"), [("1", 1), (4, 4), ("all", 1_000_000), ("15%", 0.15), (0.2, 0.2), (" 50% ", 0.5)]
+)
+def test_parse_masks_per_row(value, parsed):
+    assert parse_masks_per_row(value) == parsed
+
+
+@pytest.mark.parametrize("value", ["0", "-2", "0%", "100%", "many", "1.5", ""])
+def test_parse_masks_per_row_refuses(value):
+    with pytest.raises(TinyDistillError, match="--masks-per-row must be"):
+        parse_masks_per_row(value)
+
+
+def test_batches_bound_padding_and_size(mlm64):
+    model, tok = mlm64
+    mlm = MLMCandidates(model, tok, k=3, batch_rows=50, max_batch_tokens=1000, min_batch_tokens=200)
+    lengths = sorted([40] * 30 + [39] * 10 + [30] * 30 + [12] * 100 + [5] * 3, reverse=True)
+    batches = mlm._batches(lengths)
+    assert [i for a, b in batches for i in range(a, b)] == list(range(len(lengths)))  # every row once
+    for a, b in batches:
+        first, part = lengths[a], lengths[a:b]
+        assert b - a <= 50 and first * (b - a) <= 1000
+        # a batch only pads past 5% while it is still under min_batch_tokens
+        for i, n in enumerate(part):
+            assert n >= first * 0.95 or i * first < 200
+    assert (0, 25) in batches  # 25 rows of 40 = the token cap
+    assert all(lengths[a] == 12 for a, _ in batches[-3:-1]) and batches[-1][1] == len(lengths)
+
+
+def test_auto_dtype_is_bf16_only_where_native(mlm_dir, monkeypatch):
+    from tinydistill.augment import candidates
+
+    monkeypatch.setattr(candidates, "native_bf16", lambda device: True)
+    model, _ = load_masked_lm(str(mlm_dir), device="cpu")
+    assert next(model.parameters()).dtype == torch.bfloat16
+    monkeypatch.setattr(candidates, "native_bf16", lambda device: False)
+    model, _ = load_masked_lm(str(mlm_dir), device="cpu")
+    assert next(model.parameters()).dtype == torch.float32
 
 
 # --------------------------------------------------------------------------- word vectors

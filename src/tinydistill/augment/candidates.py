@@ -6,12 +6,18 @@ word is what makes the original script slow; here every (sentence, word) pair is
 of many sentences share a forward: rows are sorted by length and cut into batches of at most
 ``batch_rows`` rows (and ``max_batch_tokens`` tokens) so padding stays small, the encoder runs under
 ``inference_mode``, and the LM head (hidden -> vocabulary projection) runs only on the masked
-positions' hidden states, not on every token. Candidates are the K best tokens that are whole words
-made of letters (no ``##`` continuation pieces, no special tokens, no punctuation or numbers),
-excluding the original token. ``masks_per_row > 1`` masks up to that many eligible words, spread
-apart, in one row: fewer forwards, but each word is then predicted with other words masked too, which
-is *not* the paper's setting (default 1). ``pair_context`` feeds ``[CLS] masked [SEP] original
-[SEP]`` as the original script does (its MLM sees the unmasked sentence as a second segment).
+positions' hidden states, not on every token. A batch also ends where the next (shorter) row would
+add more than ``max_padding`` padding, once the batch holds ``min_batch_tokens``: sorted rows then
+waste a few percent of the compute on padding instead of ~15%. Candidates are the K best tokens
+that are whole words made of letters (no ``##`` continuation pieces, no special tokens, no
+punctuation or numbers), excluding the original token.
+
+``masks_per_row`` trades fidelity for speed: ``N > 1`` masks up to N eligible words, spread evenly
+over the sentence, in one row, and ``"15%"`` masks as many as 15% of the row's tokens (BERT's own
+pre-training rate, so the MLM sees inputs like those it was trained on); each word is then
+predicted with a few other words masked too, which is *not* the paper's one-word setting (default 1).
+``pair_context`` feeds ``[CLS] masked [SEP] original [SEP]`` as the original script does (its MLM
+sees the unmasked sentence as a second segment).
 
 **Multi-piece words**: nearest neighbours by cosine similarity, either in a GloVe / word2vec text file
 (:meth:`WordVectors.load`, streamed, first ``limit`` words as the paper's 100,000) or, without one,
@@ -33,14 +39,39 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from tinydistill.errors import TinyDistillError
+from tinydistill.models.load import native_bf16
 
 __all__ = [
     "Encoded",
     "MLMCandidates",
     "WordVectors",
     "load_masked_lm",
+    "parse_masks_per_row",
     "whole_word_table",
 ]
+
+MasksPerRow = int | float  # a count of words (>= 1) or a fraction of the row's tokens (< 1)
+
+
+def parse_masks_per_row(value: str | int | float) -> MasksPerRow:
+    """``1`` (the paper), ``N``, ``all`` (one row per sentence) or ``P%`` of the row's tokens."""
+    if isinstance(value, float) and 0 < value < 1:
+        return value
+    text = str(value).strip().lower()
+    try:
+        if text == "all":
+            return 1_000_000
+        if text.endswith("%"):
+            frac = float(text[:-1]) / 100
+            if 0 < frac < 1:
+                return frac
+        elif int(text) >= 1:
+            return int(text)
+    except ValueError:
+        pass
+    raise TinyDistillError(
+        f"--masks-per-row must be a count >= 1, 'all' or a percentage like 15%, got {value!r}"
+    )
 
 
 def load_masked_lm(name: str, device: str | None = None, dtype: str | torch.dtype | None = "auto"):
@@ -81,11 +112,15 @@ def load_masked_lm(name: str, device: str | None = None, dtype: str | torch.dtyp
 
 
 def prepare_model(model: nn.Module, device: str | None = None, dtype: str | torch.dtype | None = "auto"):
-    """eval mode, on ``device`` (CUDA when present), in ``dtype`` (auto: bf16 on a bf16 GPU, else fp32)."""
+    """eval mode, on ``device`` (CUDA when present), in ``dtype``.
+
+    ``auto`` is bf16 where the hardware multiplies it natively (bf16 GPUs; CPUs with AVX512-BF16 or
+    AMX, about 3x faster than fp32 there), else fp32. bf16 scores differ from fp32 in the third digit,
+    so near-tied candidates can swap places (``benchmarks/augment_throughput.py`` measures how often).
+    """
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     if dtype in (None, "auto"):
-        use_bf16 = device.startswith("cuda") and torch.cuda.is_bf16_supported()
-        dtype = torch.bfloat16 if use_bf16 else torch.float32
+        dtype = torch.bfloat16 if native_bf16(device) else torch.float32
     elif isinstance(dtype, str):
         names = {
             "float32": torch.float32,
@@ -147,16 +182,20 @@ class MLMCandidates:
         k: int = 15,
         batch_rows: int = 256,
         max_batch_tokens: int = 32768,
-        masks_per_row: int = 1,
+        masks_per_row: MasksPerRow | str = 1,
         pair_context: bool = False,
         progress: bool = False,
+        min_batch_tokens: int = 2048,
+        max_padding: float = 0.05,
     ) -> None:
         if k < 1:
             raise TinyDistillError(f"--candidates must be at least 1, got {k}")
-        if batch_rows < 1 or masks_per_row < 1:
-            raise TinyDistillError("--batch-rows and --masks-per-row must be at least 1")
+        if batch_rows < 1:
+            raise TinyDistillError("--batch-rows must be at least 1")
+        masks_per_row = parse_masks_per_row(masks_per_row)
         self.model, self.tokenizer = model, tokenizer
         self.batch_rows, self.max_batch_tokens = batch_rows, max_batch_tokens
+        self.min_batch_tokens, self.max_padding = min_batch_tokens, max_padding
         self.masks_per_row, self.pair_context, self.progress = masks_per_row, pair_context, progress
         self.device = next(model.parameters()).device
         vocab = model.config.vocab_size
@@ -174,8 +213,7 @@ class MLMCandidates:
         if 0 < getattr(tokenizer, "model_max_length", 0) < 100_000:
             limits.append(tokenizer.model_max_length)
         self.max_length = min(limits)
-        self.forwards = 0
-        self.rows = 0
+        self.forwards = self.rows = self.tokens = self.padded_tokens = 0
 
     # ------------------------------------------------------------------ encoding
 
@@ -200,15 +238,40 @@ class MLMCandidates:
 
     # ------------------------------------------------------------------ prediction
 
-    def _rows(self, positions: Sequence[Sequence[int]]) -> list[tuple[int, list[int]]]:
-        """(sentence, token positions masked together); one position per row unless masks_per_row > 1."""
+    def _rows(
+        self, encoded: Sequence[Encoded], positions: Sequence[Sequence[int]]
+    ) -> list[tuple[int, list[int]]]:
+        """(sentence, token positions masked together); one position per row unless masks_per_row > 1.
+
+        Several positions of a row are ``n_rows`` eligible words apart (``pos[r::n_rows]``), so the
+        words masked together are spread over the sentence rather than adjacent.
+        """
         rows = []
         for s, pos in enumerate(positions):
             if not pos:
                 continue
-            n_rows = math.ceil(len(pos) / self.masks_per_row)
+            per_row = self.masks_per_row
+            if isinstance(per_row, float):  # a fraction of the row's tokens, at least one word
+                per_row = max(1, int(per_row * len(encoded[s].ids)))
+            n_rows = math.ceil(len(pos) / per_row)
             rows += [(s, list(pos[r::n_rows])) for r in range(n_rows)]
         return rows
+
+    def _batches(self, lengths: Sequence[int]) -> list[tuple[int, int]]:
+        """``(start, end)`` slices of rows sorted by decreasing length, padded to their first row."""
+        out, start = [], 0
+        while start < len(lengths):
+            first = lengths[start]
+            size = max(1, min(self.batch_rows, self.max_batch_tokens // first))
+            end = start + 1
+            while end < min(start + size, len(lengths)):
+                full = (end - start) * first >= self.min_batch_tokens
+                if full and lengths[end] < first * (1 - self.max_padding):
+                    break
+                end += 1
+            out.append((start, end))
+            start = end
+        return out
 
     def _logits(self, batch: dict[str, torch.Tensor], rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
         """Vocabulary scores at the masked positions only."""
@@ -221,18 +284,17 @@ class MLMCandidates:
         self, encoded: Sequence[Encoded], positions: Sequence[Sequence[int]]
     ) -> list[dict[int, list[str]]]:
         """For each sentence, ``{token position: [K candidate words]}`` for the given positions."""
-        rows = self._rows(positions)
+        rows = self._rows(encoded, positions)
         rows.sort(key=lambda r: -len(encoded[r[0]].ids))
         results: list[dict[int, list[str]]] = [{} for _ in encoded]
         mask_id = self.tokenizer.mask_token_id
         pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         bar = tqdm(total=len(rows), desc="MLM candidates", unit="row", disable=not self.progress)
-        start = 0
-        while start < len(rows):
-            length = len(encoded[rows[start][0]].ids)
-            size = max(1, min(self.batch_rows, self.max_batch_tokens // length))
-            chunk = rows[start : start + size]
-            start += len(chunk)
+        for start, end in self._batches([len(encoded[s].ids) for s, _ in rows]):
+            chunk = rows[start:end]
+            length = len(encoded[chunk[0][0]].ids)
+            self.padded_tokens += len(chunk) * length
+            self.tokens += sum(len(encoded[s].ids) for s, _ in chunk)
             ids = torch.full((len(chunk), length), pad_id, dtype=torch.long)
             attn = torch.zeros((len(chunk), length), dtype=torch.long)
             types = torch.zeros((len(chunk), length), dtype=torch.long)

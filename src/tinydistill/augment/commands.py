@@ -41,11 +41,13 @@ def augment(
     ] = None,
     batch_rows: Annotated[int, typer.Option("--batch-rows", help="Masked rows per MLM forward.")] = 256,
     masks_per_row: Annotated[
-        int,
+        str,
         typer.Option(
-            "--masks-per-row", help="1 = the paper (one masked word per row); >1 trades fidelity for speed."
+            "--masks-per-row",
+            help="1 = the paper (one masked word per row); N, 'all' or e.g. 15% (of the row's tokens) "
+            "mask several words per row: fewer forwards, slightly different candidates.",
         ),
-    ] = 1,
+    ] = "1",
     pair_context: Annotated[
         bool,
         typer.Option(
@@ -56,7 +58,10 @@ def augment(
     device: Annotated[
         str | None, typer.Option("--device", help="cpu, cuda, ... [default: cuda if present]")
     ] = None,
-    dtype: Annotated[str, typer.Option("--dtype", help="auto (bf16 on GPU), float32, bfloat16")] = "auto",
+    dtype: Annotated[
+        str,
+        typer.Option("--dtype", help="auto (bf16 where native: GPU, AVX512-BF16 CPU), float32, bfloat16"),
+    ] = "auto",
     progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
 ) -> None:
     """TinyBERT data augmentation: write the task's train set plus N_a variants per example."""

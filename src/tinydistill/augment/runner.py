@@ -17,7 +17,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tinydistill.augment.candidates import MLMCandidates, WordVectors, load_masked_lm
+from tinydistill.augment.candidates import MLMCandidates, WordVectors, load_masked_lm, parse_masks_per_row
 from tinydistill.augment.sampler import example_rng, match_case, sample_variants, split_words
 from tinydistill.augment.stopwords import eligible
 from tinydistill.data import subsample
@@ -46,7 +46,7 @@ class AugmentConfig:
     max_train_samples: int | None = None
     shard: str | None = None
     batch_rows: int = 256
-    masks_per_row: int = 1
+    masks_per_row: int | float | str = 1  # 1, N, 'all' or 'P%' (candidates.parse_masks_per_row)
     pair_context: bool = False
     device: str | None = None
     dtype: str = "auto"
@@ -159,6 +159,7 @@ def _train_examples(cfg: AugmentConfig, spec: TaskSpec) -> list[Example]:
 def _check(cfg: AugmentConfig) -> None:
     if not 0.0 <= cfg.p <= 1.0:
         raise TinyDistillError(f"--p must be a probability in [0, 1], got {cfg.p}")
+    parse_masks_per_row(cfg.masks_per_row)
     if cfg.n_aug < 0:
         raise TinyDistillError(f"--n-aug must be >= 0, got {cfg.n_aug}")
     if cfg.candidates < 1:

@@ -40,6 +40,19 @@ PRESETS: dict[str, dict[str, int]] = {
 DEFAULT_TEACHER = "all-MiniLM-L6-v2"
 
 
+def native_bf16(device: str | torch.device) -> bool:
+    """Does this device multiply bf16 natively (a bf16 GPU, or a CPU with AVX512-BF16 / AMX)?"""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type != "cpu":
+        return False
+    try:
+        return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+    except AttributeError:  # pragma: no cover - older torch
+        return False
+
+
 def resolve_model_path(name: str | os.PathLike) -> str:
     """Map packaged-model aliases (all-MiniLM-L6-v2, all-mpnet-base-v2) to their dirs.
 

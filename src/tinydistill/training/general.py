@@ -44,6 +44,7 @@ from tinydistill.models.load import (
     check_vocab,
     count_params,
     load_tokenizer,
+    native_bf16,
     resolve_model_path,
     save_model,
     student_config,
@@ -90,13 +91,7 @@ def teacher_dtype(precision: str, device: torch.device) -> torch.dtype | None:
         return None
     if precision == "bf16":
         return torch.bfloat16
-    if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else None
-    try:
-        native = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
-    except AttributeError:  # pragma: no cover - older torch
-        native = False
-    return torch.bfloat16 if device.type == "cpu" and native else None
+    return torch.bfloat16 if native_bf16(device) else None
 
 
 def prepare_teacher(teacher: PreTrainedModel, device: torch.device, dtype: torch.dtype | None) -> nn.Module:
