@@ -427,9 +427,13 @@ def test_cli_augment_and_one_line_errors(tmp_path, mlm_dir):
     ok = runner.invoke(app, [*args, "--output", str(tmp_path / "a.tsv"), "--n-aug", "3", "--candidates", "4"])
     assert ok.exit_code == 0, ok.stderr
     assert '"rows"' in ok.stdout and (tmp_path / "a.tsv").exists()
+    fast = runner.invoke(app, [*args, "--output", str(tmp_path / "f.tsv"), "--masks-per-row", "15%"])
+    assert fast.exit_code == 0, fast.stderr
+    assert len(read_tsv_file(get_task("sst2"), tmp_path / "f.tsv")) >= 4
     for extra, fragment in (
         (["--p", "-0.1"], "--p must be a probability"),
         (["--vectors", str(tmp_path / "none.txt")], "vectors file not found"),
+        (["--masks-per-row", "lots"], "--masks-per-row must be"),
     ):
         bad = runner.invoke(app, [*args, "--output", str(tmp_path / "b.tsv"), *extra])
         lines = bad.stderr.splitlines()
