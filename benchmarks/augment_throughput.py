@@ -74,7 +74,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def run_one(model, tokenizer, texts, warmup, args, masks_per_row: int) -> dict:
-    from tinydistill.augment.candidates import MLMCandidates, WordVectors
+    from tinydistill.augment.candidates import MLMCandidates, WordVectors, masks_per_row_label
     from tinydistill.augment.runner import Augmenter
 
     mlm = MLMCandidates(
@@ -113,6 +113,7 @@ def run_one(model, tokenizer, texts, warmup, args, masks_per_row: int) -> dict:
         "candidates": args.candidates,
         "p": args.p,
         "masks_per_row": masks_per_row,
+        "masks_per_row_label": masks_per_row_label(masks_per_row),
         "pair_context": args.pair_context,
         "seconds": round(seconds, 3),
         "candidate_seconds": round(t_candidates, 3),
@@ -131,7 +132,7 @@ def run_one(model, tokenizer, texts, warmup, args, masks_per_row: int) -> dict:
     }
     if cuda:
         result["peak_cuda_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
-    masks = label(masks_per_row)
+    masks = result["masks_per_row_label"]
     print(
         f"{result['sentences_per_s']} sentences/s ({result['ms_per_sentence']} ms/sentence) on "
         f"{result['device']} ({result['dtype']}, {result['threads']} threads): {len(texts)} SST-2 dev "
@@ -152,19 +153,15 @@ def run_one(model, tokenizer, texts, warmup, args, masks_per_row: int) -> dict:
     return result
 
 
-ALL = 1_000_000  # masks per row meaning "every eligible word of the sentence in one row"
-
-
-def label(masks_per_row: int | float) -> str:
-    if isinstance(masks_per_row, float):
-        return f"{100 * masks_per_row:g}%"
-    return "all" if masks_per_row >= ALL else str(masks_per_row)
-
-
 def agreement(name: str, texts: list[str], settings: list[tuple[str, int | float]], args) -> list[dict]:
     """Top-K overlap and top-1 agreement of each (dtype, masks/row) setting's candidates with the
     paper's fp32, one-word-per-row candidates, with a trained masked LM on the same sentences."""
-    from tinydistill.augment.candidates import MLMCandidates, load_masked_lm, prepare_model
+    from tinydistill.augment.candidates import (
+        MLMCandidates,
+        load_masked_lm,
+        masks_per_row_label,
+        prepare_model,
+    )
     from tinydistill.augment.runner import Augmenter
 
     model, tokenizer = load_masked_lm(name, args.device, "float32")
@@ -196,7 +193,8 @@ def agreement(name: str, texts: list[str], settings: list[tuple[str, int | float
             "top1_agreement": round(top1 / max(words, 1), 4),
         }
         print(
-            f"agreement with float32, masks/row 1 ({name}, {words} words): {dtype}, masks/row {label(m)}: "
+            f"agreement with float32, masks/row 1 ({name}, {words} words): {dtype}, "
+            f"masks/row {masks_per_row_label(m)}: "
             f"top-{args.candidates} overlap {100 * row['topk_overlap']:.1f}%, "
             f"same best candidate {100 * row['top1_agreement']:.1f}%"
         )
@@ -225,7 +223,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     model = BertForMaskedLM(BertConfig(vocab_size=tokenizer.vocab_size))  # bert-base shape, random weights
     # float32 runs first: casting to bf16 and back would not restore the weights
     dtypes = sorted(args.dtype.split(","), key=lambda d: d.strip() in ("bfloat16", "bf16"))
-    masks = [min(parse_masks_per_row(m), ALL) for m in args.masks_per_row.split(",")]
+    masks = [parse_masks_per_row(m) for m in args.masks_per_row.split(",")]
     results = []
     for dtype in dtypes:
         model = prepare_model(model, args.device, dtype.strip())
@@ -235,7 +233,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         print("\n| dtype | masks/row | sentences/s | ms/sentence | rows | forwards | x original |")
         print("|---|---|---|---|---|---|---|")
         for r in results:
-            cells = [r["dtype"], label(r["masks_per_row"]), r["sentences_per_s"], r["ms_per_sentence"]]
+            cells = [r["dtype"], r["masks_per_row_label"], r["sentences_per_s"], r["ms_per_sentence"]]
             cells += [r["mlm_rows"], r["mlm_forwards"], r["speedup_vs_original"]]
             print("| " + " | ".join(map(str, cells)) + " |")
     if args.agreement_mlm:

@@ -47,10 +47,12 @@ __all__ = [
     "WordVectors",
     "load_masked_lm",
     "parse_masks_per_row",
+    "masks_per_row_label",
     "whole_word_table",
 ]
 
 MasksPerRow = int | float  # a count of words (>= 1) or a fraction of the row's tokens (< 1)
+ALL_MASKS = 1_000_000  # masks per row meaning "every eligible word of the sentence in one row"
 
 
 def parse_masks_per_row(value: str | int | float) -> MasksPerRow:
@@ -60,7 +62,7 @@ def parse_masks_per_row(value: str | int | float) -> MasksPerRow:
     text = str(value).strip().lower()
     try:
         if text == "all":
-            return 1_000_000
+            return ALL_MASKS
         if text.endswith("%"):
             frac = float(text[:-1]) / 100
             if 0 < frac < 1:
@@ -72,6 +74,13 @@ def parse_masks_per_row(value: str | int | float) -> MasksPerRow:
     raise TinyDistillError(
         f"--masks-per-row must be a count >= 1, 'all' or a percentage like 15%, got {value!r}"
     )
+
+
+def masks_per_row_label(masks_per_row: MasksPerRow) -> str:
+    """The ``--masks-per-row`` spelling of a parsed value: ``1``, ``all``, ``15%``."""
+    if isinstance(masks_per_row, float):
+        return f"{100 * masks_per_row:g}%"
+    return "all" if masks_per_row >= ALL_MASKS else str(masks_per_row)
 
 
 def load_masked_lm(name: str, device: str | None = None, dtype: str | torch.dtype | None = "auto"):
