@@ -341,9 +341,15 @@ def test_evaluate_json(tmp_path, tiny_encoder, glue_dir):
         "evaluate", "--task", "SST-2", "--data-dir", glue_dir, "--model", tiny_encoder, "--json", json_file
     )
     result = json.loads(json_file.read_text())
-    assert set(result) == {"dev"} and set(result["dev"]) == {"accuracy"}
+    assert set(result["dev"]) == {"accuracy"}
+    # the contract: the trivial baseline and the verdict beside the score (toy dev: 16 rows per class)
+    assert result["majority_baseline"] == {"accuracy": 0.5}
+    assert isinstance(result["degenerate"], bool)
+    assert set(result) == {"dev", "majority_baseline", "degenerate"} | (
+        {"degenerate_reason"} if result["degenerate"] else set()
+    )
     lines = stdout.strip().splitlines()
-    assert lines == [f"dev: accuracy={100 * result['dev']['accuracy']:.2f}"]
+    assert lines == [f"dev: accuracy={100 * result['dev']['accuracy']:.2f} (majority: accuracy=50.00)"]
 
 
 def test_all_contract_flags_in_one_tiny_run(tmp_path, tiny_encoder, glue_dir):
@@ -513,3 +519,19 @@ def test_pipeline_main_job_on_the_toy_task(tmp_path, tiny_encoder, glue_dir):
     assert (out / "teacher" / "model.safetensors").exists() and (
         out / "student" / "model.safetensors"
     ).exists()
+
+
+def test_pipeline_stops_on_a_degenerate_student(tmp_path, tiny_encoder, glue_dir):
+    """A student that learned nothing stops the main job (one line, exit 2) unless --allow-degenerate."""
+    student = config_dir(tmp_path / "student-shape", vocab_size(tiny_encoder))
+    args = ["pipeline", "--task", "sst2", "--data-dir", glue_dir, "--teacher", tiny_encoder]
+    args += ["--student", student, "--teacher-epochs", "1", "--student-lr", "1e-9", "--batch-size", "16"]
+    args += ["--intermediate-epochs", "1", "--prediction-epochs", "1"]
+    line = assert_one_line_error(
+        invoke(*args, "--output", tmp_path / "a"), "is degenerate", "--allow-degenerate"
+    )
+    assert "majority class" in line or "same class" in line
+    assert not (tmp_path / "a" / "summary.md").exists()
+    assert json.loads((tmp_path / "a" / "student" / "metrics.json").read_text())["degenerate"] is True
+    stdout = ok(*args, "--output", tmp_path / "b", "--allow-degenerate")
+    assert "| student (DEGENERATE) |" in stdout

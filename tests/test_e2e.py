@@ -177,8 +177,8 @@ def test_evaluate_matches_the_best_checkpoint_metrics(trained):
     for out in (trained.teacher, trained.student):
         metrics = json.loads((out / "metrics.json").read_text())
         result = tinydistill.evaluate("sst2", str(out), data_dir=str(trained.glue))
-        assert set(result) == {"dev"}
-        assert result["dev"]["accuracy"] == pytest.approx(metrics["dev"]["accuracy"])
+        assert set(result.metrics) == {"dev"}
+        assert result.metrics["dev"]["accuracy"] == pytest.approx(metrics["dev"]["accuracy"])
     # the teacher's reported dev metrics are its best evaluation, i.e. the checkpoint that was kept
     evals = trained.teacher_metrics["evals"]
     best = max(e["accuracy"] for e in evals)
@@ -218,7 +218,7 @@ def test_stage_by_stage_distillation(trained):
     assert m2["dev"]["accuracy"] >= 0.85
     assert m2["stages"]["prediction"]["evals"]
     result = tinydistill.evaluate("sst2", str(pred), data_dir=str(trained.glue))
-    assert result["dev"]["accuracy"] == pytest.approx(m2["dev"]["accuracy"])
+    assert result.metrics["dev"]["accuracy"] == pytest.approx(m2["dev"]["accuracy"])
 
 
 # --------------------------------------------------------------------------- other task shapes
@@ -294,7 +294,7 @@ def test_custom_csv_dataset_finetune_distill_evaluate(tmp_path):
     s_cfg = json.loads((student / "config.json").read_text())
     assert s_cfg["id2label"] == {"0": "neg", "1": "pos"}
     result = tinydistill.evaluate("custom", str(student), dev_file=str(dev), text_columns=["text"])
-    assert result["dev"]["accuracy"] == pytest.approx(ms["dev"]["accuracy"])
+    assert result.metrics["dev"]["accuracy"] == pytest.approx(ms["dev"]["accuracy"])
 
 
 def test_regression_task_finetune_and_distill(tmp_path):
@@ -326,7 +326,7 @@ def test_regression_task_finetune_and_distill(tmp_path):
     assert all(-1.0 <= v <= 1.0 for v in ms["dev"].values())
     assert set(ms["stages"]) == {"intermediate", "prediction"}
     result = tinydistill.evaluate("sts-b", str(student), data_dir=str(glue))
-    assert set(result["dev"]) == {"pearson", "spearman"}
+    assert set(result.metrics["dev"]) == {"pearson", "spearman"}
 
 
 # --------------------------------------------------------------------------- failures keep what was written
@@ -403,6 +403,5 @@ def test_in_training_evaluation_sees_every_dev_example(tmp_path):
     )
     logged = metrics["evals"][-1]["accuracy"]
     assert round(logged * 33) == pytest.approx(logged * 33, abs=1e-9)  # a fraction of all 33 rows
-    assert tinydistill.evaluate("sst2", str(out), data_dir=str(glue))["dev"]["accuracy"] == pytest.approx(
-        logged
-    )
+    result = tinydistill.evaluate("sst2", str(out), data_dir=str(glue))
+    assert result.metrics["dev"]["accuracy"] == pytest.approx(logged)

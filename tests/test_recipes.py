@@ -236,7 +236,11 @@ def test_lrc_switches_phase_inside_one_run(toy) -> None:
 def test_default_distill_is_tinybert_and_unchanged(toy) -> None:
     default, cfg = run(toy, "default", max_steps=2)
     recipe, _ = run(toy, "recipe_tb4", recipe="tinybert4", max_steps=2)
-    assert cfg["stages"] is None and cfg["method"] == "tinybert"
+    assert cfg["method"] == "tinybert"
+    # config.yaml records the stages as they ran (terms, learning rate, step cap)
+    assert [st["name"] for st in cfg["stages"]] == ["intermediate", "prediction"]
+    assert cfg["stages"][0]["terms"] == {"embedding": 1.0, "hidden": 1.0, "attention": 1.0}
+    assert all(st["learning_rate"] == pytest.approx(2e-3) and st["max_steps"] == 2 for st in cfg["stages"])
     assert cfg["intermediate_lr"] == pytest.approx(2e-3) and cfg["prediction_lr"] == pytest.approx(2e-3)
     for name in ("intermediate", "prediction"):
         a, b = default["stages"][name], recipe["stages"][name]

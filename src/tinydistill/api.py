@@ -20,7 +20,7 @@ from accelerate.utils import set_seed
 from tinydistill import config as C
 from tinydistill.data import EncodedDataset, make_loader, subsample
 from tinydistill.errors import TinyDistillError
-from tinydistill.evaluation import evaluate_model, flatten, primary_score
+from tinydistill.evaluation import Evaluation, run_evaluation, warn_if_degenerate
 from tinydistill.losses import HiddenProjection
 from tinydistill.losses.common import parse_options
 from tinydistill.mapping import layer_map, parse_layer_map
@@ -34,6 +34,17 @@ from tinydistill.models.load import (
     load_tokenizer,
     resolve_model_path,
     save_model,
+)
+from tinydistill.models.prune import init_projection, target_config
+from tinydistill.start import (
+    DEFAULT_CALIBRATION_SAMPLES,
+    checkpoint_plan,
+    corpus_batches,
+    load_shape,
+    pruned_student,
+    resolve_start,
+    student_shape,
+    task_batches,
 )
 from tinydistill.tasks.resolve import TaskData, load_task_data
 from tinydistill.training import schedule as S
@@ -133,11 +144,10 @@ def finetune(cfg: C.FinetuneConfig) -> dict[str, Any]:
         out = m(**model_inputs(acc.unwrap_model(m), batch), labels=batch["labels"])
         return out.loss, {}
 
-    def evaluate():
-        res = evaluate_model(
+    def evaluate() -> Evaluation:
+        return run_evaluation(
             acc.unwrap_model(model), tokenizer, data.spec, dev, cfg.max_seq_length, cfg.eval_batch_size, acc
         )
-        return primary_score(data.spec, res), flatten(res)
 
     total = plan_steps(len(loader), cfg.epochs, cfg.max_steps)
     start = time.time()
@@ -162,10 +172,12 @@ def finetune(cfg: C.FinetuneConfig) -> dict[str, Any]:
         "train_seconds": round(time.time() - start, 1),
         "params": count_params(model),
         "dev": result.best_metrics,
+        **result.best_eval.record(),
         "evals": result.evals,
         "history": result.history,
     }
     _write_json(output / "metrics.json", metrics)
+    warn_if_degenerate(result.best_eval, f"the fine-tuned model in {output}")
     return metrics
 
 
@@ -179,26 +191,45 @@ def _teacher(cfg: C.DistillConfig, data: TaskData):
     return teacher.eval().requires_grad_(False)
 
 
-def _plan_stages(cfg: C.DistillConfig, user_lr: float | None) -> list[S.Stage]:
-    """The method's stages with learning rate, epochs and max_steps resolved.
+def _student(cfg: C.DistillConfig, start: str, teacher, tokenizer, data: TaskData):
+    """The student model and, when it was cut from the teacher (now or by ``prune``), its prune plan."""
+    if start != "pruned":
+        return build_student(cfg.student, teacher, data.spec, seed=cfg.seed), checkpoint_plan(cfg.student)
+    shape = student_shape(cfg.student) or {}
+    n_layers = shape.get("num_hidden_layers", teacher.config.num_hidden_layers)
+    layers = layer_map(parse_layer_map(cfg.layer_map), n_layers, teacher.config.num_hidden_layers)
+    length = min(
+        cfg.max_seq_length or data.spec.max_seq_length, _position_limit(teacher, tokenizer=tokenizer)
+    )
+    rows = subsample(data.train, cfg.max_train_samples, cfg.seed)
+    batches = task_batches(rows, tokenizer, data.spec, length, cfg.calibration_samples, cfg.seed)
+    return pruned_student(teacher, shape, batches, layers, cfg.teacher)
+
+
+def _plan_stages(cfg: C.DistillConfig, default_epochs: float) -> list[S.Stage]:
+    """The method's stages with learning rate, epochs and max_steps resolved, written back to ``cfg``.
 
     Per-step flag (``intermediate_lr``, ... for stages of those names) > the stage's recipe value >
-    the run-wide value (flag or config; the task default for epochs) > ``STEP_LR`` / ``DEFAULT_STAGE_LR``.
+    the run-wide value (``--learning-rate`` / ``--epochs`` / ``--max-steps``; the task's epochs) >
+    ``STEP_LR`` / ``DEFAULT_STAGE_LR``. ``cfg.stages`` then holds exactly what each stage runs with,
+    so the run's ``config.yaml`` records it (and reruns it with ``--config``).
     """
     stages = S.tinybert_stages(cfg.weights) if cfg.stages is None else S.parse_stages(cfg.stages)
     for st in stages:
         named = st.name if st.name in STEP_LR else None
         flag = {k: getattr(cfg, f"{named}_{k}") if named else None for k in ("lr", "epochs", "max_steps")}
-        st.learning_rate = flag["lr"] or st.learning_rate or user_lr or STEP_LR.get(st.name, DEFAULT_STAGE_LR)
-        st.epochs = flag["epochs"] or st.epochs or cfg.epochs
+        st.learning_rate = (
+            flag["lr"] or st.learning_rate or cfg.learning_rate or STEP_LR.get(st.name, DEFAULT_STAGE_LR)
+        )
+        st.epochs = flag["epochs"] or st.epochs or cfg.epochs or default_epochs
         st.max_steps = flag["max_steps"] or st.max_steps or cfg.max_steps
         if st.evaluate is None:
             st.evaluate = st is stages[-1]
         if named:
             setattr(cfg, f"{named}_lr", st.learning_rate)
             setattr(cfg, f"{named}_epochs", st.epochs)
-    if cfg.stages is not None:
-        cfg.stages = [st.to_dict() for st in stages]
+    cfg.stages = [st.to_dict() for st in stages]
+    cfg.weights = dict(C.DEFAULT_WEIGHTS)  # folded into the stages above
     return stages
 
 
@@ -213,15 +244,23 @@ def distill(cfg: C.DistillConfig) -> dict[str, Any]:
     teacher = _teacher(cfg, data)
     if Path(cfg.student).is_dir():
         check_tokenizers(tokenizer, cfg.student)
-    student = build_student(cfg.student, teacher, data.spec, seed=cfg.seed)
-    layers = layer_map(
-        parse_layer_map(cfg.layer_map), student.config.num_hidden_layers, teacher.config.num_hidden_layers
+    start = resolve_start("random" if cfg.init_from_teacher else cfg.start, cfg.student, teacher)
+    student, plan = _student(cfg, start, teacher, tokenizer, data)
+    layers = (
+        plan.layers
+        if plan and cfg.layer_map == "uniform"
+        else layer_map(
+            parse_layer_map(cfg.layer_map), student.config.num_hidden_layers, teacher.config.num_hidden_layers
+        )
     )
     if cfg.init_from_teacher:
         init_from_teacher(student, teacher, layers)
-    user_lr = cfg.learning_rate
-    cfg = _resolve(cfg, data, _position_limit(teacher, student, tokenizer=tokenizer))
-    stages = _plan_stages(cfg, user_lr)
+    given = {"learning_rate": cfg.learning_rate, "epochs": cfg.epochs}
+    # the run-wide lr/epochs stay what the user gave: each stage records its own below
+    cfg = dataclasses.replace(
+        _resolve(cfg, data, _position_limit(teacher, student, tokenizer=tokenizer)), **given
+    )
+    stages = _plan_stages(cfg, data.spec.epochs)
     run = stages if cfg.stage == "all" else [st for st in stages if st.name == cfg.stage]
     if not run:
         raise TinyDistillError(f"no stage named '{cfg.stage}' (stages: {', '.join(s.name for s in stages)})")
@@ -241,6 +280,8 @@ def distill(cfg: C.DistillConfig) -> dict[str, Any]:
     d_student, d_teacher = student.config.hidden_size, teacher.config.hidden_size
     n_layers = student.config.num_hidden_layers
     proj = HiddenProjection(d_student, d_teacher, n_layers, shared=cfg.hidden_proj_shared)
+    if plan is not None:
+        init_projection(proj, plan)
     distiller = Distiller(
         student,
         proj,
@@ -255,6 +296,8 @@ def distill(cfg: C.DistillConfig) -> dict[str, Any]:
     output = Path(cfg.output)
     output.mkdir(parents=True, exist_ok=True)
     C.save(cfg, output / "config.yaml")
+    if plan is not None:
+        plan.save(output)
     train_set = EncodedDataset(
         subsample(data.train, cfg.max_train_samples, cfg.seed), tokenizer, cfg.max_seq_length, data.spec
     )
@@ -271,23 +314,18 @@ def distill(cfg: C.DistillConfig) -> dict[str, Any]:
         clock["step"] += 1
         return m(batch, teacher_reps(teacher, batch, attentions=inner.needs_attention))
 
-    def evaluate():
-        res = evaluate_model(
-            acc.unwrap_model(distiller).student,
-            tokenizer,
-            data.spec,
-            dev,
-            cfg.max_seq_length,
-            cfg.eval_batch_size,
-            acc,
+    def evaluate() -> Evaluation:
+        student = acc.unwrap_model(distiller).student
+        return run_evaluation(
+            student, tokenizer, data.spec, dev, cfg.max_seq_length, cfg.eval_batch_size, acc
         )
-        return primary_score(data.spec, res), flatten(res)
 
     summary: dict[str, Any] = {
         "task": data.spec.name,
         "method": cfg.method,
         "teacher": cfg.teacher,
         "student": cfg.student,
+        "start": start,
         "layer_map": layers,
         "train_examples": len(train_set),
         "stages": {},
@@ -311,6 +349,9 @@ def distill(cfg: C.DistillConfig) -> dict[str, Any]:
             **_loop_options(cfg, len(loader)),
         )
         summary["stages"][stage.name] = {
+            "learning_rate": stage.learning_rate,
+            "epochs": stage.epochs,
+            "max_steps": stage.max_steps,
             "steps": result.steps,
             "phases": [
                 {"first_step": first + 1, "terms": dict(p.terms)}
@@ -323,17 +364,18 @@ def distill(cfg: C.DistillConfig) -> dict[str, Any]:
     acc.end_training()
     final = acc.unwrap_model(distiller).student
     if not run[-1].evaluate:
-        summary["dev"] = flatten(
-            evaluate_model(final, tokenizer, data.spec, dev, cfg.max_seq_length, cfg.eval_batch_size, acc)
-        )
+        verdict = run_evaluation(final, tokenizer, data.spec, dev, cfg.max_seq_length, cfg.eval_batch_size)
     else:
-        summary["dev"] = summary["stages"][run[-1].name]["best"]
+        verdict = result.best_eval
     summary.update(
+        dev=verdict.flat,
+        **verdict.record(),
         train_seconds=round(time.time() - start, 1),
         params=count_params(final),
         teacher_params=count_params(teacher),
     )
     _write_json(output / "metrics.json", summary)
+    warn_if_degenerate(verdict, f"the student in {output}")
     return summary
 
 
@@ -348,8 +390,8 @@ def evaluate(
     batch_size: int = 64,
     max_eval_samples: int | None = None,
     seed: int = 42,
-) -> dict[str, dict[str, float]]:
-    """Metrics of a saved model on the task's dev split(s)."""
+) -> Evaluation:
+    """Metrics of a saved model on the task's dev split(s), beside the trivial baseline."""
     data = load_task_data(
         task,
         data_dir,
@@ -367,6 +409,67 @@ def evaluate(
             f"model {model} has {clf.config.num_labels} outputs, task needs {data.spec.num_labels}"
         )
     dev = {s: subsample(ex, max_eval_samples, seed) for s, ex in data.dev.items()}
-    return evaluate_model(
+    return run_evaluation(
         clf, tokenizer, data.spec, dev, max_seq_length or data.spec.max_seq_length, batch_size
     )
+
+
+def prune(
+    teacher: str,
+    output: str,
+    shape: str = "tinybert-4l-312",
+    task: str | None = None,
+    data_dir: str | None = None,
+    train_file: str | None = None,
+    text_columns: list[str] | None = None,
+    label_column: str = "label",
+    corpus: str | None = None,
+    calibration_samples: int = DEFAULT_CALIBRATION_SAMPLES,
+    layer_map_spec: str = "uniform",
+    max_seq_length: int | None = None,
+    seed: int = 42,
+) -> dict[str, Any]:
+    """Cut ``teacher`` down to ``shape`` (see :mod:`tinydistill.models.prune`) and save it to ``output``.
+
+    Calibration rows: the task's train rows (``task``, ``data_dir``/``train_file``) or a prepared
+    ``corpus``. With a task the teacher is loaded as its classifier (head kept and cut); with a corpus
+    only as an encoder.
+    """
+    from transformers import AutoModel
+
+    if (task is None) == (corpus is None):
+        raise TinyDistillError("give calibration data: --task (with --data-dir or --train-file) or --corpus")
+    target = load_shape(shape)
+    tokenizer = load_tokenizer(teacher)
+    began = time.time()
+    if task is not None:
+        data = load_task_data(task, data_dir, train_file, None, text_columns, label_column, need_dev=False)
+        model = load_classifier(teacher, data.spec)
+        length = min(max_seq_length or data.spec.max_seq_length, _position_limit(model, tokenizer=tokenizer))
+        batches = task_batches(data.train, tokenizer, data.spec, length, calibration_samples, seed)
+    else:
+        try:
+            model = AutoModel.from_pretrained(resolve_model_path(teacher))
+        except (OSError, ValueError) as exc:
+            raise TinyDistillError(f"cannot load model '{teacher}': {str(exc).splitlines()[0]}") from exc
+        batches = list(corpus_batches(corpus, calibration_samples, seed))
+    model.eval()
+    target_config(model.config, target)  # impossible shapes fail before any work
+    n_layers = target.get("num_hidden_layers", model.config.num_hidden_layers)
+    layers = layer_map(parse_layer_map(layer_map_spec), n_layers, model.config.num_hidden_layers)
+    student, plan = pruned_student(model, target, batches, layers, teacher)
+    plan.calibration.update(samples=calibration_samples, source=corpus or task, seed=seed)
+    out = Path(output)
+    save_model(student.eval(), tokenizer, out)
+    plan.save(out)
+    t_params, s_params = count_params(model), count_params(student)
+    return {
+        "output": str(out),
+        "teacher_params": t_params,
+        "params": s_params,
+        "params_ratio": round(t_params / s_params, 2),
+        "layers": plan.layers,
+        "heads": len(plan.heads),
+        "hidden_size": len(plan.hidden),
+        "seconds": round(time.time() - began, 1),
+    }

@@ -128,7 +128,7 @@ def finetune(
         ),
     )
     metrics = api.finetune(cfg)
-    typer.echo(json.dumps({"output": cfg.output, "dev": metrics["dev"]}))
+    typer.echo(json.dumps({"output": cfg.output, "dev": metrics["dev"], "degenerate": metrics["degenerate"]}))
 
 
 @app.command()
@@ -229,7 +229,53 @@ def distill(
         ),
     )
     metrics = api.distill(cfg)
-    typer.echo(json.dumps({"output": cfg.output, "dev": metrics["dev"]}))
+    typer.echo(json.dumps({"output": cfg.output, "dev": metrics["dev"], "degenerate": metrics["degenerate"]}))
+
+
+@app.command()
+@_fail_cleanly
+def prune(
+    teacher: Annotated[str, typer.Option("--teacher", help="Trained encoder (fine-tuned or pre-trained).")],
+    output: Annotated[str, typer.Option("--output", help="Directory of the pruned student (HF format).")],
+    shape: Annotated[
+        str, typer.Option("--shape", help="Preset (tinybert-4l-312, ...) or a JSON file of HF config keys.")
+    ] = "tinybert-4l-312",
+    task: Annotated[str | None, typer.Option("--task", help="Calibrate on this task's train rows.")] = None,
+    data_dir: DataDir = None,
+    train_file: TrainFile = None,
+    text_columns: TextCols = None,
+    label_column: LabelCol = None,
+    corpus: Annotated[
+        str | None, typer.Option("--corpus", help="Calibrate on a prepared corpus (tinydistill corpus).")
+    ] = None,
+    calibration_samples: Annotated[int, typer.Option("--calibration-samples", min=1)] = 512,
+    layer_map: Annotated[str, typer.Option("--layer-map", help="uniform|top|bottom|'2,4,6'")] = "uniform",
+    max_seq_length: SeqLen = None,
+    seed: Annotated[int, typer.Option("--seed")] = 42,
+    config: ConfigFile = None,
+) -> None:
+    """Structured pruning of a teacher to a student shape (depth, heads, head size, FFN, hidden width),
+    ranked by activation importance on calibration rows: the cheap start for `distill --student DIR`."""
+    from tinydistill import api
+    from tinydistill.config import load_yaml
+
+    given = dict(
+        teacher=teacher, output=output, shape=shape, task=task, data_dir=data_dir, train_file=train_file,
+        text_columns=_columns(text_columns), label_column=label_column or "label", corpus=corpus,
+        calibration_samples=calibration_samples, layer_map_spec=layer_map, max_seq_length=max_seq_length,
+        seed=seed,
+    )  # fmt: skip
+    if config:
+        ctx = typer.get_current_context()
+        from_file = load_yaml(config)
+        unknown = sorted(set(from_file) - set(given) - {"layer_map"})
+        if unknown:
+            raise TinyDistillError(f"{config}: unknown option(s) for prune: {', '.join(unknown)}")
+        for key, value in from_file.items():  # flags given on the command line win
+            source = ctx.get_parameter_source(key)
+            if source is None or source.name == "DEFAULT":
+                given["layer_map_spec" if key == "layer_map" else key] = value
+    typer.echo(json.dumps(api.prune(**given)))
 
 
 @app.command()
@@ -248,8 +294,9 @@ def evaluate(
 ) -> None:
     """Print the task's metric(s) on dev."""
     from tinydistill import api
+    from tinydistill.evaluation import warn_if_degenerate
 
-    results = api.evaluate(
+    result = api.evaluate(
         task,
         model,
         data_dir=data_dir,
@@ -260,11 +307,20 @@ def evaluate(
         batch_size=batch_size,
         max_eval_samples=max_eval_samples,
     )
-    for split, metrics in results.items():
-        typer.echo(f"{split}: " + ", ".join(f"{k}={100 * v:.2f}" for k, v in metrics.items()))
+    trivial = "constant" if result.spec.is_regression else "majority"
+    for split, metrics in result.metrics.items():
+        base = result.baseline[split]
+        typer.echo(
+            f"{split}: "
+            + ", ".join(f"{k}={100 * v:.2f}" for k, v in metrics.items())
+            + f" ({trivial}: "
+            + ", ".join(f"{k}={100 * v:.2f}" for k, v in base.items())
+            + ")"
+        )
     if json_file:
         Path(json_file).parent.mkdir(parents=True, exist_ok=True)
-        Path(json_file).write_text(json.dumps(results, indent=2))
+        Path(json_file).write_text(json.dumps({**result.metrics, **result.record()}, indent=2))
+    warn_if_degenerate(result, f"model {model}")
 
 
 # Caps that keep the default main job under ~20 minutes on 2 CPU cores; --full lifts them.
@@ -304,6 +360,12 @@ def pipeline(
     batch_size: Batch = None,
     max_seq_length: SeqLen = None,
     seed: Annotated[int, typer.Option("--seed")] = 42,
+    allow_degenerate: Annotated[
+        bool,
+        typer.Option(
+            "--allow-degenerate", help="Go on when the student is no better than the trivial baseline."
+        ),
+    ] = False,
 ) -> None:
     """Main job: fine-tune the teacher, distill a student, print the teacher-vs-student table.
 
@@ -336,6 +398,7 @@ def pipeline(
         batch_size=batch_size,
         max_seq_length=max_seq_length,
         seed=seed,
+        allow_degenerate=allow_degenerate,
         **caps,
     )
     typer.echo(result["table"])

@@ -60,6 +60,9 @@ class DistillConfig(RunConfig):
     teacher: str = ""
     output: str = "runs/student"
     student: str = "tinybert-4l-312"
+    # where a student given as a shape starts: auto (= pruned from the teacher when it can be), pruned, random
+    start: str = "auto"
+    calibration_samples: int = 512  # task rows that rank the teacher's units when pruning
     stage: str = "all"  # all, or the name of one stage to run (intermediate | prediction by default)
     method: str = "tinybert"  # a label for the method (recipes set it)
     layer_map: str = "uniform"
@@ -325,6 +328,11 @@ def validate(cfg: RunConfig | GeneralConfig) -> None:
             raise TinyDistillError(f"--stage must be one of {', '.join(STAGES)}, got '{cfg.stage}'")
         if not cfg.teacher:
             raise TinyDistillError("a teacher model is required (--teacher DIR)")
+        if cfg.start not in ("auto", "pruned", "random"):
+            raise TinyDistillError(f"start must be auto, pruned or random, got '{cfg.start}'")
+        if cfg.start == "pruned" and cfg.init_from_teacher:
+            raise TinyDistillError("--start pruned and --init-from-teacher exclude each other")
+        positive("calibration_samples")
         if cfg.temperature <= 0:
             raise TinyDistillError(f"temperature must be positive, got {cfg.temperature}")
         bad = sorted(set(cfg.weights) - set(DEFAULT_WEIGHTS))

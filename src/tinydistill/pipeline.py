@@ -11,6 +11,7 @@ import torch
 from tinydistill import api
 from tinydistill.bench import latency_ms, size_on_disk
 from tinydistill.config import DistillConfig, FinetuneConfig
+from tinydistill.errors import TinyDistillError
 from tinydistill.evaluation import flatten
 from tinydistill.models.load import count_params, load_classifier
 from tinydistill.tasks import get_task
@@ -30,7 +31,8 @@ def compare(
     rows: dict[str, dict[str, Any]] = {}
     loaded = {}
     for name, path in models.items():
-        rows[name] = {"path": path, "dev": api.evaluate(task, path, data_dir=data_dir)}
+        verdict = api.evaluate(task, path, data_dir=data_dir)
+        rows[name] = {"path": path, "dev": verdict.metrics, "degenerate": verdict.degenerate}
         loaded[name] = load_classifier(path, spec).eval()
         rows[name]["params"] = count_params(loaded[name])
         rows[name]["size_mb"] = round(size_on_disk(path) / 2**20, 1)
@@ -58,11 +60,12 @@ def format_table(task: str, rows: dict[str, dict[str, Any]], seq_len: int = 128)
     for name in names:
         r = rows[name]
         values = [f"{100 * v:.2f}" for v in flatten(r["dev"]).values()]
+        label = f"{name} (DEGENERATE)" if r.get("degenerate") else name
         lines.append(
             "| "
             + " | ".join(
                 [
-                    name,
+                    label,
                     *values,
                     f"{r['params'] / 1e6:.1f}M",
                     f"{r['size_mb']:.1f}",
@@ -92,6 +95,7 @@ def run(
     batch_size: int | None = None,
     max_seq_length: int | None = None,
     seed: int = 42,
+    allow_degenerate: bool = False,
 ) -> dict[str, Any]:
     out = Path(output)
     common: dict[str, Any] = dict(
@@ -112,7 +116,7 @@ def run(
             **common,
         )
     )
-    api.distill(
+    student_metrics = api.distill(
         DistillConfig(
             teacher=str(out / "teacher"),
             student=student,
@@ -124,6 +128,12 @@ def run(
             **common,
         )
     )
+    if student_metrics["degenerate"] and not allow_degenerate:
+        raise TinyDistillError(
+            f"the student in {out / 'student'} is degenerate ({student_metrics['degenerate_reason']}); "
+            "stopping before the comparison. Try more steps (--intermediate-epochs/--prediction-epochs), "
+            "more training rows (--max-train-samples), or --recipe kd; --allow-degenerate to go on"
+        )
     rows = compare(task, {"teacher": str(out / "teacher"), "student": str(out / "student")}, data_dir)
     table = format_table(get_task(task).name, rows)
     (out / "summary.md").write_text(table)

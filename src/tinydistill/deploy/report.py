@@ -195,6 +195,7 @@ def table_rows(runs: list[Run]) -> list[dict[str, Any]]:
             row = {
                 "task": task,
                 "model": run.name,
+                "degenerate": bool(run.metrics.get("degenerate")),
                 "role": "student" if run.kind == "distill" else "teacher",
                 "teacher": teacher.name if teacher else None,
                 "metric": key,
@@ -222,7 +223,7 @@ def format_table(rows: list[dict[str, Any]]) -> str:
     for r in rows:
         cells = [
             r["task"],
-            r["model"],
+            f"{r['model']} (DEGENERATE)" if r.get("degenerate") else r["model"],
             r["role"] if r["role"] == "teacher" else f"student of {r['teacher'] or '?'}",
             r["metric"] or "-",
             _fmt(None if r["score"] is None else 100 * r["score"], ".2f"),
@@ -267,6 +268,8 @@ def _run_lines(run: Run) -> str:
         else {s: i.get("steps") for s, i in m.get("stages", {}).items()}
     )
     parts = [f"- **{run.name}** (`{run.path}`): {run.kind}, task {run.task}, dev {dev}"]
+    if m.get("degenerate"):
+        parts.append(f"DEGENERATE: {m.get('degenerate_reason', 'no better than the trivial baseline')}")
     parts.append(
         f"steps {steps}, train examples {m.get('train_examples')}, train time {m.get('train_seconds')} s"
     )

@@ -70,6 +70,7 @@ def load_task_data(
     label_column: str = "label",
     model_labels: list[str] | None = None,
     need_train: bool = True,
+    need_dev: bool = True,
 ) -> TaskData:
     """Read everything a run needs, before anything is written to its output directory."""
     if task.lower() == "custom":
@@ -80,7 +81,11 @@ def load_task_data(
             if need_train
             else []
         )
-        dev = {"dev": read_table(_check_file(dev_file, "--dev-file"), columns, label_column, spec)}
+        dev = (
+            {"dev": read_table(_check_file(dev_file, "--dev-file"), columns, label_column, spec)}
+            if need_dev
+            else {}
+        )
         return TaskData(spec, train, dev)
     spec = get_task(task)
     if data_dir is not None and not Path(data_dir).is_dir():
@@ -91,7 +96,9 @@ def load_task_data(
             train = read_train_file(spec, train_file, text_columns, label_column)
         else:
             train = load_split(spec, data_dir, "train")
-    if dev_file:
+    if not need_dev:
+        dev = {}
+    elif dev_file:
         dev = {"dev": read_train_file(spec, dev_file, text_columns, label_column)}
     else:
         dev = {split: load_split(spec, data_dir, split) for split in spec.dev_splits}

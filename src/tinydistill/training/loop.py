@@ -3,12 +3,15 @@
 The loop knows nothing about the method: it calls ``step_loss(model, batch)`` for a scalar
 loss and a dict of parts to log, steps AdamW + a linear warmup/decay schedule from
 transformers, evaluates every ``eval_every`` steps and asks ``save`` to keep the best.
+It warns once when the loss has not moved from its starting value after ``STALL_SHARE`` of the
+steps: the first sign of a student collapsing to a constant prediction.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,11 +42,21 @@ def make_accelerator(cfg: Any, output: Path) -> Accelerator:
     return acc
 
 
+# Stall warning: after this share of the steps, a mean loss within STALL_TOLERANCE (relative) of
+# the mean of the first logging window means nothing is being learnt (runs of STALL_MIN_STEPS or more).
+STALL_SHARE = 0.25
+STALL_TOLERANCE = 0.01
+STALL_MIN_STEPS = 20
+
+
 @dataclass
 class LoopResult:
     steps: int
     best_score: float | None = None
     best_metrics: dict[str, float] | None = None
+    best_step: int | None = None
+    best_eval: Any = None  # what ``evaluate`` returned for the best step (an Evaluation, or a tuple)
+    stalled: bool = False
     history: list[dict[str, float]] = field(default_factory=list)
     evals: list[dict[str, float]] = field(default_factory=list)
 
@@ -66,14 +79,16 @@ def train(
     warmup_ratio: float = 0.1,
     max_grad_norm: float = 1.0,
     eval_every: int | None = None,
-    evaluate: Callable[[], tuple[float, dict[str, float]]] | None = None,
+    evaluate: Callable[[], Any] | None = None,
     save: Callable[[], None] | None = None,
     logging_steps: int = 20,
     name: str = "train",
 ) -> LoopResult:
     """Train ``model`` for ``total_steps``; returns the loss history and the best evaluation.
 
-    With ``evaluate``, ``save`` runs whenever the score improves; without it, ``save`` runs once at the end.
+    ``evaluate`` returns ``(score, metrics)`` or an object with ``score``, ``flat`` (metrics) and
+    ``line()`` (an :class:`~tinydistill.evaluation.Evaluation`). With ``evaluate``, ``save`` runs
+    whenever the score improves; without it, ``save`` runs once at the end.
     """
     no_decay = ("bias", "LayerNorm.weight", "layer_norm.weight", "norm.weight")
     params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
@@ -91,6 +106,7 @@ def train(
     )
     running: dict[str, float] = {}
     count = 0
+    stall = _StallWatch(total_steps, logging_steps, name)
     model.train()
     while result.steps < total_steps:
         for batch in loader:
@@ -108,8 +124,10 @@ def train(
             scheduler.step()
             optimizer.zero_grad()
             result.steps += 1
-            for key, value in {"loss": loss.item(), **parts}.items():
+            loss_value = loss.item()
+            for key, value in {"loss": loss_value, **parts}.items():
                 running[key] = running.get(key, 0.0) + value
+            result.stalled |= stall.update(result.steps, loss_value)
             count += 1
             bar.update(1)
             if result.steps % logging_steps == 0 or result.steps == total_steps:
@@ -131,17 +149,56 @@ def train(
     return result
 
 
+class _StallWatch:
+    """Compares the mean loss of the latest window with the first window's, once, at STALL_SHARE."""
+
+    def __init__(self, total_steps: int, logging_steps: int, name: str) -> None:
+        self.window = max(1, min(logging_steps, total_steps // 10))
+        self.check_at = max(2 * self.window, math.ceil(STALL_SHARE * total_steps))
+        self.active = total_steps >= STALL_MIN_STEPS and self.check_at <= total_steps
+        self.name, self.total = name, total_steps
+        self.first: list[float] = []
+        self.recent: list[float] = []
+
+    def update(self, step: int, loss: float) -> bool:
+        """Feed the loss of 1-based ``step``; True (and a warning on stderr) when it stalled."""
+        if not self.active:
+            return False
+        if step <= self.window:
+            self.first.append(loss)
+        self.recent = (self.recent + [loss])[-self.window :]
+        if step != self.check_at:
+            return False
+        self.active = False
+        start, now = sum(self.first) / len(self.first), sum(self.recent) / len(self.recent)
+        if abs(now - start) > STALL_TOLERANCE * max(abs(start), 1e-8):
+            return False
+        tqdm.write(
+            f"warning: {self.name}: the loss has not moved from its starting value ({start:.4f} -> "
+            f"{now:.4f}, under {100 * STALL_TOLERANCE:g}%) after {100 * STALL_SHARE:g}% of the steps "
+            f"({step}/{self.total}): the model may be collapsing to a constant prediction",
+            file=sys.stderr,
+        )
+        return True
+
+
 def _evaluate(accelerator, model, evaluate, save, result: LoopResult, name: str) -> None:
     if result.evals and result.evals[-1]["step"] == result.steps:
         return
     model.eval()
-    score, metrics = evaluate()
+    out = evaluate()
     model.train()
+    if isinstance(out, tuple):
+        score, metrics = out
+        line = ", ".join(f"{k}={v:.4f}" for k, v in metrics.items())
+    else:
+        score, metrics, line = out.score, out.flat, out.line()
     accelerator.log({f"{name}/eval_{k}": v for k, v in metrics.items()}, step=result.steps)
     result.evals.append({"step": result.steps, **metrics})
-    tqdm.write(f"[{name}] step {result.steps}: " + ", ".join(f"{k}={v:.4f}" for k, v in metrics.items()))
+    tqdm.write(f"[{name}] step {result.steps}: {line}")
     if result.best_score is None or score > result.best_score:
         result.best_score, result.best_metrics = score, dict(metrics)
+        result.best_step, result.best_eval = result.steps, out
         accelerator.wait_for_everyone()
         if save and accelerator.is_main_process:
             save()
