@@ -140,7 +140,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         max_seq_length=args.max_seq_length,
         max_eval_samples=args.max_eval_samples,
     )
-    rows: list[dict[str, Any]] = [{"method": "teacher", "dev": next(iter(teacher.values()))}]
+    rows: list[dict[str, Any]] = [{"method": "teacher", "dev": next(iter(teacher.metrics.values()))}]
     for (recipe, kw), cmd in zip(runs, commands, strict=True):
         start = time.time()
         row: dict[str, Any] = {"method": recipe.stem, "command": cmd}

@@ -3,21 +3,22 @@
 # as good as Hinton KD at the same number of optimizer steps?
 # Per task: the MiniLM teacher (fine-tuned here when missing), then three students from the same
 # random tinybert-4l-312 start, same rows, same total steps (4 epochs' worth):
-#   before  the default until this change (TinyBERT: intermediate 2 epochs at 1e-4, then the
-#           soft-CE prediction step 2 epochs at 5e-5), written out as an explicit recipe
-#   after   `tinydistill distill` with today's defaults (--intermediate-epochs 2 --prediction-epochs 2)
-#   kd      `--recipe kd --epochs 4`
+#   before     the default until this change: random start, TinyBERT intermediate 2 epochs at 1e-4,
+#              then the soft-CE prediction step 2 epochs at 5e-5 (written out as an explicit recipe)
+#   after      `tinydistill distill` with today's defaults (--intermediate-epochs 2 --prediction-epochs 2)
+#   kd         `--recipe kd --epochs 4 --start random` (the baseline the issue measured)
+#   kd_pruned  `--recipe kd --epochs 4` (today's default start, pruned from the teacher)
 # Every run is skipped when its metrics.json exists, so an interrupted run resumes.
 # Results: $OUT/summary.md. Settings (environment, defaults in brackets):
 #   OUT [runs/evidence/default]  GLUE [../shared/data/glue]  TASKS [SST-2 MRPC RTE CoLA]
-#   CAP [8000 rows; SST-2: 2000]  TEACHER_EPOCHS [2; SST-2: 1]  ARMS [before after kd]  THREADS [2]
+#   CAP [8000 rows; SST-2: 2000]  TEACHER_EPOCHS [2; SST-2: 1]  ARMS [before after kd kd_pruned]  THREADS [2]
 #   TD [.venv/bin/tinydistill]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-runs/evidence/default}
 GLUE=${GLUE:-../shared/data/glue}
 TASKS=${TASKS:-SST-2 MRPC RTE CoLA}
-ARMS=${ARMS:-before after kd}
+ARMS=${ARMS:-before after kd kd_pruned}
 TD=${TD:-.venv/bin/tinydistill}
 export OMP_NUM_THREADS=${THREADS:-2}
 mkdir -p "$OUT"
@@ -53,9 +54,10 @@ for T in $TASKS; do
       --max-train-samples "$(cap "$T")" --epochs "$(teacher_epochs "$T")" --learning-rate 1e-4 \
       > "$OUT/$T/teacher.log" 2>&1
   fi
-  run before "$T" --recipe "$OUT/before.yaml" --intermediate-epochs 2 --prediction-epochs 2
+  run before "$T" --recipe "$OUT/before.yaml" --start random --intermediate-epochs 2 --prediction-epochs 2
   run after "$T" --intermediate-epochs 2 --prediction-epochs 2
-  run kd "$T" --recipe kd --epochs 4
+  run kd "$T" --recipe kd --epochs 4 --start random
+  run kd_pruned "$T" --recipe kd --epochs 4
 done
 
 .venv/bin/python - "$OUT" $TASKS <<'EOF' | tee "$OUT/summary.md"
@@ -63,17 +65,24 @@ import json, sys
 from pathlib import Path
 
 out, tasks = Path(sys.argv[1]), sys.argv[2:]
-print("| task | metric | teacher | majority / constant | before | after | kd (same steps) | steps |")
-print("|---|---|---|---|---|---|---|---|")
+ARMS = ("teacher", "before", "after", "kd", "kd_pruned")
+PAPER = {"CoLA": "mcc", "SST-2": "accuracy", "MRPC": "f1", "STS-B": "spearman", "RTE": "accuracy"}
+print("| task | metric | teacher | majority | before (random start) | after (default) "
+      "| kd, random start | kd, pruned start | steps per student |")
+print("|---|---|---|---|---|---|---|---|---|")
 for task in tasks:
-    runs = {n: out / task / n / "metrics.json" for n in ("teacher", "before", "after", "kd")}
-    if not all(p.exists() for p in runs.values()):
+    runs = {n: out / task / n / "metrics.json" for n in ARMS}
+    m = {n: json.loads(p.read_text()) for n, p in runs.items() if p.exists()}
+    if "after" not in m:
         continue
-    m = {n: json.loads(p.read_text()) for n, p in runs.items()}
     base = m["after"].get("majority_baseline") or m["after"].get("constant_baseline")
-    key = next(iter(base))
-    cell = lambda r: f"{100 * r['dev'][key]:.2f}" + (" (degenerate)" if r.get("degenerate") else "")
+    key = PAPER.get(task, next(iter(base)))
+    def cell(name):
+        r = m.get(name)
+        if r is None:
+            return "-"
+        return f"{100 * r['dev'][key]:.2f}" + (" (degenerate)" if r.get("degenerate") else "")
     steps = sum(s["steps"] for s in m["after"]["stages"].values())
-    print(f"| {task} | {key} | {cell(m['teacher'])} | {100 * base[key]:.2f} | {cell(m['before'])} "
-          f"| {cell(m['after'])} | {cell(m['kd'])} | {steps} |")
+    print(f"| {task} | {key} | " + " | ".join([cell("teacher"), f"{100 * base[key]:.2f}"] + [cell(a) for a in ARMS[1:]])
+          + f" | {steps} |")
 EOF

@@ -182,3 +182,29 @@ def test_config_records_what_each_stage_used(tmp_path, glue_dir, tiny_encoder, m
     # the recorded config reruns the same method
     again = tinydistill.distill(config_file=str(out / "config.yaml"), output=str(tmp_path / "again"))
     assert {n: s["steps"] for n, s in again["stages"].items()} == {"intermediate": 6, "prediction": 3}
+
+
+# --------------------------------------------------------------------------- the default learns
+
+
+def test_default_learns_where_the_old_default_collapsed(tmp_path, glue_dir, tiny_encoder):
+    """The toy task at the default learning rates and a 2 + 2 epoch budget (12 + 12 steps): the old
+    default (random start) predicts one class; today's default (pruned from the teacher) learns."""
+    teacher = tmp_path / "teacher"
+    t = tinydistill.finetune(
+        task="sst2", data_dir=str(glue_dir), model=str(tiny_encoder), output=str(teacher),
+        epochs=20, learning_rate=2e-3, batch_size=16,
+    )  # fmt: skip
+    assert t["dev"]["accuracy"] >= 0.9
+    shape = tmp_path / "shape"
+    shape.mkdir()
+    vocab = json.loads((tiny_encoder / "config.json").read_text())["vocab_size"]
+    (shape / "config.json").write_text(json.dumps(tiny_bert_config(vocab, layers=1, hidden=16).to_dict()))
+    common = dict(task="sst2", data_dir=str(glue_dir), teacher=str(teacher), student=str(shape))
+    common.update(intermediate_epochs=2, prediction_epochs=2, batch_size=8)
+    old = tinydistill.distill(output=str(tmp_path / "old"), start="random", **common)
+    new = tinydistill.distill(output=str(tmp_path / "new"), **common)
+    assert old["start"] == "random" and old["degenerate"] is True
+    assert old["dev"]["accuracy"] <= old["majority_baseline"]["accuracy"] + 0.01
+    assert new["start"] == "pruned" and new["degenerate"] is False
+    assert new["dev"]["accuracy"] >= new["majority_baseline"]["accuracy"] + 0.2  # 0.78 measured

@@ -124,7 +124,10 @@ def test_real_outputs_load_and_evaluate(real_run, tmp_path):
             json_file,
         )
         result = json.loads(json_file.read_text())
-        assert set(result) == {"dev"} and {"f1", "accuracy"} <= set(result["dev"])
+        assert {"dev", "majority_baseline", "degenerate"} <= set(result) and {"f1", "accuracy"} <= set(
+            result["dev"]
+        )
+        assert 0.5 <= result["majority_baseline"]["accuracy"] <= 1.0
         assert 0.0 <= result["dev"]["accuracy"] <= 1.0
         assert out.startswith("dev: f1=")
 

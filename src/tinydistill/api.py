@@ -28,12 +28,14 @@ from tinydistill.models.capture import enable_capture, model_inputs
 from tinydistill.models.load import (
     build_student,
     check_tokenizers,
+    check_vocab,
     count_params,
     init_from_teacher,
     load_classifier,
     load_tokenizer,
     resolve_model_path,
     save_model,
+    student_config,
 )
 from tinydistill.models.prune import init_projection, target_config
 from tinydistill.start import (
@@ -195,6 +197,7 @@ def _student(cfg: C.DistillConfig, start: str, teacher, tokenizer, data: TaskDat
     """The student model and, when it was cut from the teacher (now or by ``prune``), its prune plan."""
     if start != "pruned":
         return build_student(cfg.student, teacher, data.spec, seed=cfg.seed), checkpoint_plan(cfg.student)
+    check_vocab(teacher.config, student_config(cfg.student, teacher.config))
     shape = student_shape(cfg.student) or {}
     n_layers = shape.get("num_hidden_layers", teacher.config.num_hidden_layers)
     layers = layer_map(parse_layer_map(cfg.layer_map), n_layers, teacher.config.num_hidden_layers)
