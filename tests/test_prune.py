@@ -183,3 +183,18 @@ def test_impossible_shapes_are_one_line_errors(tmp_path, bert_teacher_dir, glue_
 def test_prune_needs_calibration_data(tmp_path, bert_teacher_dir):
     result = cli("prune", "--teacher", bert_teacher_dir, "--output", tmp_path / "p")
     assert result.exit_code == 2 and "--task" in result.stderr and "--corpus" in result.stderr
+
+
+def test_distill_start_flag(tmp_path, bert_teacher_dir, glue_dir):
+    args = ["distill", "--task", "sst2", "--data-dir", glue_dir, "--teacher", bert_teacher_dir]
+    args += ["--batch-size", "16", "--max-steps", "1", "--calibration-samples", "16"]
+    bad = cli(*args, "--output", tmp_path / "bad", "--start", "bogus")
+    assert bad.exit_code == 2 and bad.stderr.strip().splitlines() == [
+        "error: start must be auto, pruned or random, got 'bogus'"
+    ]
+    shape = tmp_path / "shape.json"
+    vocab = json.loads((bert_teacher_dir / "config.json").read_text())["vocab_size"]
+    shape.write_text(json.dumps({**SMALL, "vocab_size": vocab}))
+    done = cli(*args, "--student", shape, "--output", tmp_path / "ok", "--start", "random")
+    assert done.exit_code == 0, done.stderr
+    assert json.loads((tmp_path / "ok" / "metrics.json").read_text())["start"] == "random"

@@ -186,6 +186,17 @@ def distill(
         typer.Option("--perturb/--no-perturb", help="Gradient perturbation of the embeddings (LRC-BERT)."),
     ] = None,
     perturb_epsilon: Annotated[float | None, typer.Option("--perturb-epsilon")] = None,
+    start: Annotated[
+        str | None,
+        typer.Option(
+            "--start",
+            help="Start of a student given as a shape: auto (pruned from the teacher when it fits), "
+            "pruned, random. [default: auto]",
+        ),
+    ] = None,
+    calibration_samples: Annotated[
+        int | None, typer.Option("--calibration-samples", help="Rows that rank units when pruning [512].")
+    ] = None,
 ) -> None:
     """Task distillation: TinyBERT by default (step 1 intermediate layers, step 2 prediction layer),
     or the method of a --recipe (LRC-BERT, Hinton KD, BERT-PKD, CRD, TinyBERT 4L/6L)."""
@@ -226,6 +237,8 @@ def distill(
             prediction_lr=prediction_lr,
             hidden_proj_shared=False if per_layer_projection else None,
             perturbation=perturbation,
+            start=start,
+            calibration_samples=calibration_samples,
         ),
     )
     metrics = api.distill(cfg)
