@@ -163,19 +163,6 @@ def run_evaluation(
     return Evaluation(spec, metrics, baseline, constant)
 
 
-def evaluate_model(
-    model: nn.Module,
-    tokenizer: PreTrainedTokenizerBase,
-    spec: TaskSpec,
-    dev: dict[str, list[Example]],
-    max_seq_length: int,
-    batch_size: int = 64,
-    accelerator: Accelerator | None = None,
-) -> dict[str, dict[str, float]]:
-    """Metrics per dev split, e.g. ``{"dev": {"accuracy": 0.91}}``."""
-    return run_evaluation(model, tokenizer, spec, dev, max_seq_length, batch_size, accelerator).metrics
-
-
 def warn_if_degenerate(evaluation: Evaluation, what: str) -> None:
     """The one-line stderr warning for a useless final model."""
     if evaluation.degenerate:

@@ -35,14 +35,19 @@ def student_shape(student: str) -> dict[str, int] | None:
     if path.is_dir() and (any(path.glob("*.safetensors")) or any(path.glob("*.bin"))):
         return None
     if path.suffix == ".json" and path.is_file() or (path.is_dir() and cfg_file.is_file()):
-        try:
-            data = json.loads(cfg_file.read_text())
-        except ValueError as exc:
-            raise TinyDistillError(f"{cfg_file}: invalid JSON ({exc})") from None
-        if not isinstance(data, dict):
-            raise TinyDistillError(f"{cfg_file}: a shape must be a JSON object of config keys")
+        data = _json_object(cfg_file)
         return {k: data[k] for k in SHAPE_KEYS if k in data}
     return None
+
+
+def _json_object(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except ValueError as exc:
+        raise TinyDistillError(f"{path}: invalid JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise TinyDistillError(f"{path}: a shape must be a JSON object of config keys")
+    return data
 
 
 def resolve_start(start: str, student: str, teacher: PreTrainedModel) -> str:
@@ -113,10 +118,4 @@ def load_shape(shape: str) -> dict[str, Any]:
         raise TinyDistillError(
             f"shape '{shape}' is neither a preset ({', '.join(PRESETS)}) nor an existing JSON file"
         )
-    try:
-        data = json.loads(path.read_text())
-    except ValueError as exc:
-        raise TinyDistillError(f"{path}: invalid JSON ({exc})") from None
-    if not isinstance(data, dict):
-        raise TinyDistillError(f"{path}: a shape must be a JSON object of config keys")
-    return data
+    return _json_object(path)
