@@ -208,3 +208,29 @@ def test_default_learns_where_the_old_default_collapsed(tmp_path, glue_dir, tiny
     assert old["dev"]["accuracy"] <= old["majority_baseline"]["accuracy"] + 0.01
     assert new["start"] == "pruned" and new["degenerate"] is False
     assert new["dev"]["accuracy"] >= new["majority_baseline"]["accuracy"] + 0.2  # 0.78 measured
+
+
+# --------------------------------------------------------------------------- the marks in tables
+
+
+def test_report_and_pipeline_tables_mark_a_degenerate_run():
+    from tinydistill.deploy.report import Run, format_table, table_rows
+    from tinydistill.pipeline import format_table as pipeline_table
+
+    def run(name, kind, acc, degenerate):
+        metrics = {"task": "SST-2", "dev": {"accuracy": acc}, "params": 10, "degenerate": degenerate}
+        if kind == "distill":
+            metrics["stages"] = {}
+        return Run(Path(name), name, kind, "SST-2", metrics)
+
+    teacher, student = run("t", "finetune", 0.8, False), run("s", "distill", 0.49, True)
+    student.teacher = teacher
+    table = format_table(table_rows([teacher, student]))
+    assert "| s (DEGENERATE) |" in table and "| t |" in table
+    rows = {
+        "teacher": {"dev": {"dev": {"accuracy": 0.8}}, "params": 20, "size_mb": 1.0, "latency_ms": 2.0},
+        "student": {"dev": {"dev": {"accuracy": 0.49}}, "params": 10, "size_mb": 0.5, "latency_ms": 1.0,
+                    "degenerate": True},
+    }  # fmt: skip
+    text = pipeline_table("SST-2", rows)
+    assert "| student (DEGENERATE) | 49.00 |" in text and "| teacher | 80.00 |" in text
