@@ -198,3 +198,31 @@ def test_distill_start_flag(tmp_path, bert_teacher_dir, glue_dir):
     done = cli(*args, "--student", shape, "--output", tmp_path / "ok", "--start", "random")
     assert done.exit_code == 0, done.stderr
     assert json.loads((tmp_path / "ok" / "metrics.json").read_text())["start"] == "random"
+
+
+def test_prune_calibrates_on_a_prepared_corpus(tmp_path, bert_teacher_dir):
+    from conftest import toy_sentence
+
+    from tinydistill.corpus import prepare_corpus
+
+    rng = __import__("random").Random(0)
+    text = tmp_path / "text.txt"
+    text.write_text("\n\n".join(". ".join(toy_sentence(rng, i % 2) for _ in range(3)) for i in range(40)))
+    prepare_corpus([text], str(bert_teacher_dir), tmp_path / "corpus", max_seq_length=32)
+    out = tmp_path / "pruned"
+    result = cli(
+        "prune", "--teacher", bert_teacher_dir, "--output", out, "--corpus", tmp_path / "corpus",
+        "--shape", "tinybert-4l-312", "--calibration-samples", 16,
+    )  # fmt: skip
+    # the preset is wider than this tiny teacher: refused before any work
+    assert result.exit_code == 2 and "larger than the teacher's" in result.stderr
+    shape = tmp_path / "shape.json"
+    shape.write_text(json.dumps(SMALL))
+    result = cli(
+        "prune", "--teacher", bert_teacher_dir, "--output", out, "--corpus", tmp_path / "corpus",
+        "--shape", shape, "--calibration-samples", 16,
+    )  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    plan = PrunePlan.load(out)
+    assert plan.calibration["source"] == str(tmp_path / "corpus") and plan.calibration["tokens"] > 0
+    assert AutoModel.from_pretrained(out).config.num_hidden_layers == 2
