@@ -77,12 +77,15 @@ for task in tasks:
         continue
     base = m["after"].get("majority_baseline") or m["after"].get("constant_baseline")
     key = PAPER.get(task, next(iter(base)))
+    keys = [key] + [k for k in base if k != key]  # e.g. MRPC: f1/accuracy
     def cell(name):
         r = m.get(name)
         if r is None:
             return "-"
-        return f"{100 * r['dev'][key]:.2f}" + (" (degenerate)" if r.get("degenerate") else "")
+        shown = "/".join(f"{100 * r['dev'][k]:.2f}" for k in keys)
+        return shown + (" (degenerate)" if r.get("degenerate") else "")
     steps = sum(s["steps"] for s in m["after"]["stages"].values())
-    print(f"| {task} | {key} | " + " | ".join([cell("teacher"), f"{100 * base[key]:.2f}"] + [cell(a) for a in ARMS[1:]])
+    trivial = "/".join(f"{100 * base[k]:.2f}" for k in keys)
+    print(f"| {task} | {'/'.join(keys)} | " + " | ".join([cell("teacher"), trivial] + [cell(a) for a in ARMS[1:]])
           + f" | {steps} |")
 EOF
