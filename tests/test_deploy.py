@@ -36,7 +36,7 @@ from tinydistill.deploy.bench import bench, format_bench  # noqa: E402
 from tinydistill.deploy.export import export_model  # noqa: E402
 from tinydistill.deploy.predict import evaluate_runner, predict_file  # noqa: E402
 from tinydistill.deploy.report import build_report  # noqa: E402
-from tinydistill.deploy.runtime import load_runner  # noqa: E402
+from tinydistill.deploy.runners import load_runner  # noqa: E402
 
 RECIPE = dict(learning_rate=2e-3, batch_size=16, logging_steps=5, epochs=20)
 

@@ -19,7 +19,8 @@ import numpy as np
 import torch
 
 from tinydistill.bench import random_batch
-from tinydistill.deploy.runtime import Runner, load_runner, parse_backends
+from tinydistill.deploy.runners import load_runner
+from tinydistill.deploy.runtime import Runner, parse_backends
 from tinydistill.errors import TinyDistillError
 from tinydistill.evaluation import flatten
 

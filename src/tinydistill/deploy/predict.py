@@ -16,7 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from tinydistill.deploy.runtime import Runner, encode, load_runner, softmax
+from tinydistill.deploy.runners import load_runner
+from tinydistill.deploy.runtime import Runner, encode, softmax
 from tinydistill.errors import TinyDistillError
 from tinydistill.tasks import compute_metrics
 from tinydistill.tasks.readers import _iter_records
