@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import sys
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -158,7 +159,7 @@ class _StallWatch:
         self.active = total_steps >= STALL_MIN_STEPS and self.check_at <= total_steps
         self.name, self.total = name, total_steps
         self.first: list[float] = []
-        self.recent: list[float] = []
+        self.recent: deque[float] = deque(maxlen=self.window)
 
     def update(self, step: int, loss: float) -> bool:
         """Feed the loss of 1-based ``step``; True (and a warning on stderr) when it stalled."""
@@ -166,7 +167,7 @@ class _StallWatch:
             return False
         if step <= self.window:
             self.first.append(loss)
-        self.recent = (self.recent + [loss])[-self.window :]
+        self.recent.append(loss)
         if step != self.check_at:
             return False
         self.active = False
