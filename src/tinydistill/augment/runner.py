@@ -17,9 +17,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tinydistill.augment.candidates import MLMCandidates, WordVectors, load_masked_lm, parse_masks_per_row
+from tinydistill.augment.masked_lm import load_masked_lm
+from tinydistill.augment.mlm_candidates import MLMCandidates, parse_masks_per_row
 from tinydistill.augment.sampler import example_rng, match_case, sample_variants, split_words
 from tinydistill.augment.stopwords import eligible
+from tinydistill.augment.word_vectors import WordVectors
 from tinydistill.data import subsample
 from tinydistill.errors import TinyDistillError
 from tinydistill.tasks import Example, TaskSpec, get_task, load_split, read_table, read_tsv_file, write_tsv
@@ -46,7 +48,7 @@ class AugmentConfig:
     max_train_samples: int | None = None
     shard: str | None = None
     batch_rows: int = 256
-    masks_per_row: int | float | str = 1  # 1, N, 'all' or 'P%' (candidates.parse_masks_per_row)
+    masks_per_row: int | float | str = 1  # 1, N, 'all' or 'P%' (mlm_candidates.parse_masks_per_row)
     pair_context: bool = False
     device: str | None = None
     dtype: str = "auto"
