@@ -30,7 +30,7 @@ from transformers import BertConfig, BertModel, get_linear_schedule_with_warmup
 from tinydistill.losses import HiddenProjection
 from tinydistill.mapping import layer_map
 from tinydistill.models.capture import enable_capture
-from tinydistill.training.general import (
+from tinydistill.training.general_step import (
     GeneralStep,
     build_encoder_student,
     load_encoder,

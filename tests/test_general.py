@@ -18,6 +18,7 @@ import tinydistill
 from tinydistill import TinyDistillError
 from tinydistill.cli import app
 from tinydistill.training import general as G
+from tinydistill.training import general_step as S
 from tinydistill.training.checkpoint import checkpoint_dirs
 
 
@@ -85,7 +86,7 @@ def test_exact_resume_after_a_signal(setup, tmp_path, monkeypatch):
     straight = run(setup, tmp_path / "straight", max_steps=6)
 
     calls = {"n": 0}
-    step = G.GeneralStep.__call__
+    step = S.GeneralStep.__call__
 
     def stop_after_three(self, batch):
         out = step(self, batch)
@@ -96,12 +97,12 @@ def test_exact_resume_after_a_signal(setup, tmp_path, monkeypatch):
             )  # the handler only sets a flag: the loop checkpoints and stops
         return out
 
-    monkeypatch.setattr(G.GeneralStep, "__call__", stop_after_three)
+    monkeypatch.setattr(S.GeneralStep, "__call__", stop_after_three)
     with pytest.raises(G.Interrupted, match="SIGTERM: stopped at step 3"):
         run(setup, tmp_path / "resumed", max_steps=6, save_every=100)
     assert [s for s, _ in checkpoint_dirs(tmp_path / "resumed" / "checkpoints")] == [3]
     assert not (tmp_path / "resumed" / "model.safetensors").exists()
-    monkeypatch.setattr(G.GeneralStep, "__call__", step)
+    monkeypatch.setattr(S.GeneralStep, "__call__", step)
 
     with pytest.raises(TinyDistillError, match="pass --resume"):
         run(setup, tmp_path / "resumed", max_steps=6, save_every=100)
@@ -180,15 +181,15 @@ def test_teacher_bf16_capture_selected_layers(tiny_encoder):
 
     batch = {"input_ids": torch.tensor([[2, 7, 9, 3, 0]]), "attention_mask": torch.tensor([[1, 1, 1, 1, 0]])}
     full = forward_reps(
-        G.prepare_teacher(G.load_encoder(str(tiny_encoder)), torch.device("cpu"), None), batch
+        S.prepare_teacher(S.load_encoder(str(tiny_encoder)), torch.device("cpu"), None), batch
     )
-    teacher = G.prepare_teacher(G.load_encoder(str(tiny_encoder)), torch.device("cpu"), torch.bfloat16)
+    teacher = S.prepare_teacher(S.load_encoder(str(tiny_encoder)), torch.device("cpu"), torch.bfloat16)
     with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
         half = forward_reps(teacher, batch, layers=[2])
     assert half.attn_scores[0] is None and half.attn_scores[1] is not None
     assert torch.allclose(half.hidden[-1].float(), full.hidden[-1], atol=0.05)
-    assert G.teacher_dtype("fp32", torch.device("cpu")) is None
-    assert G.teacher_dtype("bf16", torch.device("cpu")) == torch.bfloat16
+    assert S.teacher_dtype("fp32", torch.device("cpu")) is None
+    assert S.teacher_dtype("bf16", torch.device("cpu")) == torch.bfloat16
 
 
 def test_general_errors(setup, tmp_path, tokenizer_dir):

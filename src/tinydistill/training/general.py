@@ -21,7 +21,8 @@ import math
 import signal
 import threading
 import time
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +32,7 @@ from accelerate import Accelerator
 from accelerate.utils import set_seed
 from torch import nn
 from tqdm.auto import tqdm
-from transformers import AutoModel, PreTrainedModel, get_linear_schedule_with_warmup
+from transformers import PreTrainedModel, PreTrainedTokenizerBase, get_linear_schedule_with_warmup
 
 from tinydistill import config as C
 from tinydistill.corpus.dataset import BatchStream, PackedCorpus, Position
@@ -39,128 +40,26 @@ from tinydistill.corpus.pack import vocab_fingerprint
 from tinydistill.errors import TinyDistillError
 from tinydistill.losses import HiddenProjection
 from tinydistill.mapping import layer_map, parse_layer_map
-from tinydistill.models.capture import enable_capture, forward_reps
-from tinydistill.models.load import (
-    check_vocab,
-    count_params,
-    load_tokenizer,
-    native_bf16,
-    resolve_model_path,
-    save_model,
-    student_config,
-)
+from tinydistill.models.capture import enable_capture
+from tinydistill.models.load import count_params, load_tokenizer, save_model
 from tinydistill.training.checkpoint import latest_checkpoint, load_checkpoint, rng_state, save_checkpoint
 from tinydistill.training.checkpoint import set_rng_state as restore_rng
+from tinydistill.training.general_step import (
+    GeneralStep,
+    build_encoder_student,
+    load_encoder,
+    make_optimizer,
+    prepare_teacher,
+    teacher_dtype,
+)
 from tinydistill.training.loop import make_accelerator
 from tinydistill.training.terms import Distiller
 
-NO_DECAY = ("bias", "LayerNorm.weight", "layer_norm.weight", "norm.weight")
+__all__ = ["Interrupted", "general", "stop_on_signals"]
 
 
 class Interrupted(TinyDistillError):
     """Training stopped by a signal after writing a checkpoint."""
-
-
-def load_encoder(name: str) -> PreTrainedModel:
-    """A pre-trained encoder without any head (``AutoModel``), frozen."""
-    path = resolve_model_path(name)
-    try:
-        model = AutoModel.from_pretrained(path)
-    except (OSError, ValueError) as exc:
-        raise TinyDistillError(f"cannot load teacher '{name}': {str(exc).splitlines()[0]}") from exc
-    return model.eval().requires_grad_(False)
-
-
-def build_encoder_student(student: str, teacher: PreTrainedModel) -> PreTrainedModel:
-    """Preset / config-only dir (random init) or weights dir -> a base encoder with the teacher's vocab."""
-    cfg = student_config(student, teacher.config)
-    if cfg is None:
-        try:
-            model = AutoModel.from_pretrained(resolve_model_path(student))
-        except (OSError, ValueError) as exc:
-            raise TinyDistillError(f"cannot load student '{student}': {str(exc).splitlines()[0]}") from exc
-    else:
-        model = AutoModel.from_config(cfg)
-    check_vocab(teacher.config, model.config)
-    return model
-
-
-def teacher_dtype(precision: str, device: torch.device) -> torch.dtype | None:
-    """bf16 for ``bf16``; for ``auto`` where the hardware multiplies bf16 natively; else None (fp32)."""
-    if precision == "fp32":
-        return None
-    if precision == "bf16":
-        return torch.bfloat16
-    return torch.bfloat16 if native_bf16(device) else None
-
-
-def prepare_teacher(teacher: PreTrainedModel, device: torch.device, dtype: torch.dtype | None) -> nn.Module:
-    """Move the frozen teacher; with a low-precision ``dtype`` its Linear weights are stored in it once
-    (the forward then runs under autocast, so LayerNorm and softmax stay in float32)."""
-    teacher.to(device)
-    if dtype is not None:
-        for module in teacher.modules():
-            if isinstance(module, nn.Linear):
-                module.to(dtype)
-    return enable_capture(teacher)
-
-
-class GeneralStep:
-    """One optimizer step: teacher forward (inference mode, scores of the mapped layers only) + student
-    forward/backward + AdamW + schedule. Shared by :func:`general` and the throughput benchmark."""
-
-    def __init__(
-        self,
-        accelerator: Accelerator,
-        teacher: nn.Module,
-        distiller: nn.Module,
-        optimizer: torch.optim.Optimizer,
-        scheduler: Any,
-        teacher_layers: list[int],
-        dtype: torch.dtype | None = None,
-        max_grad_norm: float = 1.0,
-    ) -> None:
-        self.acc, self.teacher, self.distiller = accelerator, teacher, distiller
-        self.optimizer, self.scheduler = optimizer, scheduler
-        self.layers = sorted(set(teacher_layers))
-        self.dtype, self.max_grad_norm = dtype, max_grad_norm
-        self.attentions = accelerator.unwrap_model(distiller).needs_attention
-
-    def teacher_reps(self, batch: dict[str, torch.Tensor]):
-        device = self.acc.device
-        cast = torch.autocast(device.type, dtype=self.dtype) if self.dtype else nullcontext()
-        with torch.inference_mode(), cast:
-            # the embedding/hidden/attention losses only read these (never save them for backward),
-            # which inference tensors allow
-            return forward_reps(self.teacher, batch, attentions=self.attentions, layers=self.layers)
-
-    def __call__(self, batch: dict[str, torch.Tensor]) -> tuple[float, dict[str, float]]:
-        batch = {k: v.to(self.acc.device) for k, v in batch.items()}
-        teacher = self.teacher_reps(batch)
-        loss, parts = self.distiller(batch, teacher)
-        if not torch.isfinite(loss):
-            raise TinyDistillError(
-                f"general distillation: loss is {loss.item()}; stopping (lower the learning rate)"
-            )
-        self.acc.backward(loss)
-        if self.max_grad_norm:
-            self.acc.clip_grad_norm_(self.distiller.parameters(), self.max_grad_norm)
-        self.optimizer.step()
-        self.scheduler.step()
-        self.optimizer.zero_grad(set_to_none=True)
-        return loss.item(), parts
-
-
-def make_optimizer(model: nn.Module, lr: float, weight_decay: float) -> torch.optim.AdamW:
-    params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    groups = [
-        {"params": [p for n, p in params if not n.endswith(NO_DECAY)], "weight_decay": weight_decay},
-        {"params": [p for n, p in params if n.endswith(NO_DECAY)], "weight_decay": 0.0},
-    ]
-    try:  # the fused kernel (CPU and CUDA, torch >= 2.4) is several times faster than the per-tensor loop
-        return torch.optim.AdamW(groups, lr=lr, fused=True)
-    except (RuntimeError, TypeError, ValueError):  # pragma: no cover - other devices / older torch
-        return torch.optim.AdamW(groups, lr=lr)
 
 
 @contextmanager
@@ -196,8 +95,41 @@ def _check_resume(cfg: C.GeneralConfig, output: Path) -> None:
         )
 
 
+@dataclass
+class _Run:
+    """Everything :func:`general` builds before the first step."""
+
+    cfg: C.GeneralConfig
+    corpus: PackedCorpus
+    tokenizer: PreTrainedTokenizerBase
+    output: Path
+    latest: Path | None  # the checkpoint to resume from
+    teacher: nn.Module
+    layers: list[int]
+    distiller: nn.Module
+    stream: BatchStream
+    total: int
+    acc: Accelerator
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    dtype: torch.dtype | None  # the teacher's; None is float32
+    step_fn: GeneralStep
+
+    @property
+    def ckpt_root(self) -> Path:
+        return self.output / "checkpoints"
+
+
 def general(cfg: C.GeneralConfig) -> dict[str, Any]:
     """Run (or resume) general distillation; returns the summary also written to ``metrics.json``."""
+    run = _set_up(cfg)
+    state = _fresh_state() if run.latest is None else _resume(run, run.latest)
+    _train(run, state)
+    return _finish(run, state)
+
+
+def _open_corpus(cfg: C.GeneralConfig) -> tuple[PackedCorpus, PreTrainedTokenizerBase]:
+    """The packed corpus and the teacher's tokenizer, refused unless the corpus used that vocab."""
     corpus = PackedCorpus(cfg.corpus)
     tokenizer = load_tokenizer(cfg.teacher)
     if corpus.manifest.get("vocab_sha256") != vocab_fingerprint(tokenizer):
@@ -205,18 +137,25 @@ def general(cfg: C.GeneralConfig) -> dict[str, Any]:
             f"corpus/teacher vocab mismatch: {cfg.corpus} was tokenized with "
             f"'{corpus.manifest.get('tokenizer')}', not the tokenizer of teacher '{cfg.teacher}'"
         )
-    output = Path(cfg.output)
-    ckpt_root = output / "checkpoints"
-    latest = latest_checkpoint(ckpt_root)
+    return corpus, tokenizer
+
+
+def _checkpoint_to_resume(cfg: C.GeneralConfig, output: Path) -> Path | None:
+    """The newest checkpoint in ``output``: an error without ``resume`` or with changed settings."""
+    latest = latest_checkpoint(output / "checkpoints")
     if latest is not None and not cfg.resume:
         raise TinyDistillError(
             f"{output} already has checkpoints: pass --resume to continue, or a new --output"
         )
     if latest is not None:
         _check_resume(cfg, output)
-    teacher = load_encoder(cfg.teacher)
-    set_seed(cfg.seed)
-    student = build_encoder_student(cfg.student, teacher)
+    return latest
+
+
+def _make_distiller(
+    cfg: C.GeneralConfig, student: PreTrainedModel, teacher: PreTrainedModel, corpus: PackedCorpus
+) -> tuple[Distiller, list[int]]:
+    """The student, a fresh ``W_h`` projection and the weighted terms; also the layer map."""
     n_s, n_t = student.config.num_hidden_layers, teacher.config.num_hidden_layers
     layers = layer_map(parse_layer_map(cfg.layer_map), n_s, n_t)
     weights = {k: float(v) for k, v in cfg.weights.items() if v}
@@ -237,6 +176,22 @@ def general(cfg: C.GeneralConfig) -> dict[str, Any]:
     )
     distiller = Distiller(student, proj, layers)
     distiller.set_terms(weights)
+    return distiller, layers
+
+
+def _set_up(cfg: C.GeneralConfig) -> _Run:
+    """Check the inputs, build models, optimizer and schedule, and save ``config.yaml``.
+
+    The student and ``W_h`` are initialised right after ``set_seed``, in this order, so a run's
+    weights depend on the seed alone (a resume then loads weights and RNG states from its checkpoint).
+    """
+    corpus, tokenizer = _open_corpus(cfg)
+    output = Path(cfg.output)
+    latest = _checkpoint_to_resume(cfg, output)
+    teacher = load_encoder(cfg.teacher)
+    set_seed(cfg.seed)
+    student = build_encoder_student(cfg.student, teacher)
+    distiller, layers = _make_distiller(cfg, student, teacher, corpus)
     stream = BatchStream(corpus, cfg.batch_size, cfg.seed)
     total = cfg.max_steps or max(1, math.ceil(cfg.epochs * stream.batches_per_epoch))
 
@@ -249,8 +204,16 @@ def general(cfg: C.GeneralConfig) -> dict[str, Any]:
     dtype = teacher_dtype(cfg.teacher_precision, acc.device)
     teacher = prepare_teacher(teacher, acc.device, dtype)
     step_fn = GeneralStep(acc, teacher, distiller, optimizer, scheduler, layers, dtype, cfg.max_grad_norm)
+    return _Run(
+        cfg=cfg, corpus=corpus, tokenizer=tokenizer, output=output, latest=latest, teacher=teacher,
+        layers=layers, distiller=distiller, stream=stream, total=total, acc=acc, optimizer=optimizer,
+        scheduler=scheduler, dtype=dtype, step_fn=step_fn,
+    )  # fmt: skip
 
-    state: dict[str, Any] = {
+
+def _fresh_state() -> dict[str, Any]:
+    """The run's progress, saved in every checkpoint (JSON)."""
+    return {
         "step": 0,
         "position": Position().to_dict(),
         "losses": [],  # every step's loss
@@ -258,83 +221,106 @@ def general(cfg: C.GeneralConfig) -> dict[str, Any]:
         "running": {},  # sums since the last history entry
         "seconds": 0.0,
     }
-    if latest is not None:
-        tensors, meta = load_checkpoint(latest)
-        acc.unwrap_model(distiller).load_state_dict(tensors["model"])
-        optimizer.load_state_dict(tensors["optimizer"])
-        scheduler.load_state_dict(tensors["scheduler"])
-        restore_rng(meta["rng"], tensors["rng"])
-        state = meta["state"]
-        tqdm.write(f"resuming from {latest} (step {state['step']} of {total})")
 
-    def checkpoint() -> Path:
-        rng = rng_state()
-        tensors = {
-            "model": acc.unwrap_model(distiller).state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(),
-            "rng": rng["torch"],
-        }
-        meta = {"state": state, "rng": rng["json"], "total_steps": total}
-        return save_checkpoint(ckpt_root, state["step"], tensors, meta, cfg.keep_checkpoints)
 
+def _resume(run: _Run, latest: Path) -> dict[str, Any]:
+    """Load weights, optimizer, scheduler and RNG states from ``latest``; return its saved state."""
+    tensors, meta = load_checkpoint(latest)
+    run.acc.unwrap_model(run.distiller).load_state_dict(tensors["model"])
+    run.optimizer.load_state_dict(tensors["optimizer"])
+    run.scheduler.load_state_dict(tensors["scheduler"])
+    restore_rng(meta["rng"], tensors["rng"])
+    state = meta["state"]
+    tqdm.write(f"resuming from {latest} (step {state['step']} of {run.total})")
+    return state
+
+
+def _checkpoint(run: _Run, state: dict[str, Any]) -> Path:
+    """Write ``checkpoints/step-N/`` (keeping the newest ``keep_checkpoints``); return its path."""
+    rng = rng_state()
+    tensors = {
+        "model": run.acc.unwrap_model(run.distiller).state_dict(),
+        "optimizer": run.optimizer.state_dict(),
+        "scheduler": run.scheduler.state_dict(),
+        "rng": rng["torch"],
+    }
+    meta = {"state": state, "rng": rng["json"], "total_steps": run.total}
+    return save_checkpoint(run.ckpt_root, state["step"], tensors, meta, run.cfg.keep_checkpoints)
+
+
+def _record(
+    run: _Run, state: dict[str, Any], position: Position, loss: float, parts: dict[str, float], bar: tqdm
+) -> None:
+    """Count one step in ``state``; every ``logging_steps`` (and at the end) log the means."""
+    state["step"] += 1
+    state["position"] = position.to_dict()
+    state["losses"].append(loss)
+    running = state["running"]
+    for key, value in {"loss": loss, **parts}.items():
+        running[key] = running.get(key, 0.0) + value
+    bar.update(1)
+    step, every = state["step"], run.cfg.logging_steps
+    if step % every == 0 or step == run.total:
+        n = every if step % every == 0 else step % every
+        means = {k: v / n for k, v in running.items()}
+        means["lr"] = run.scheduler.get_last_lr()[0]
+        run.acc.log({f"general/{k}": v for k, v in means.items()}, step=step)
+        state["history"].append({"step": step, **means})
+        bar.set_postfix(loss=f"{means['loss']:.4f}")
+        state["running"] = {}
+
+
+def _train(run: _Run, state: dict[str, Any]) -> None:
+    """Steps until ``total``, checkpointing every ``save_every``; a signal checkpoints and raises."""
+    cfg, total = run.cfg, run.total
     bar = tqdm(total=total, initial=state["step"], desc="general", dynamic_ncols=True, disable=None)
     start = time.time() - state["seconds"]
-    distiller.train()
+    run.distiller.train()
     with stop_on_signals() as stop:
-        batches = stream.batches(Position.from_dict(state["position"]))
+        batches = run.stream.batches(Position.from_dict(state["position"]))
         while state["step"] < total:
             batch, position = next(batches)
-            loss, parts = step_fn(batch)
-            state["step"] += 1
-            state["position"] = position.to_dict()
-            state["losses"].append(loss)
-            running = state["running"]
-            for key, value in {"loss": loss, **parts}.items():
-                running[key] = running.get(key, 0.0) + value
-            bar.update(1)
+            loss, parts = run.step_fn(batch)
+            _record(run, state, position, loss, parts, bar)
             step = state["step"]
-            if step % cfg.logging_steps == 0 or step == total:
-                n = cfg.logging_steps if step % cfg.logging_steps == 0 else step % cfg.logging_steps
-                means = {k: v / n for k, v in running.items()}
-                means["lr"] = scheduler.get_last_lr()[0]
-                acc.log({f"general/{k}": v for k, v in means.items()}, step=step)
-                state["history"].append({"step": step, **means})
-                bar.set_postfix(loss=f"{means['loss']:.4f}")
-                state["running"] = {}
             state["seconds"] = round(time.time() - start, 3)
             if step % cfg.save_every == 0 or step == total or stop["signal"]:
-                path = checkpoint()
+                path = _checkpoint(run, state)
             if stop["signal"] and step < total:
                 bar.close()
-                acc.end_training()
+                run.acc.end_training()
                 raise Interrupted(
                     f"{stop['signal']}: stopped at step {step}; checkpoint {path}; "
                     "rerun with --resume to continue"
                 )
     bar.close()
-    acc.end_training()
-    final = acc.unwrap_model(distiller).student
-    save_model(final, tokenizer, output)
+    run.acc.end_training()
+
+
+def _finish(run: _Run, state: dict[str, Any]) -> dict[str, Any]:
+    """Save the student as a plain HF encoder and write ``metrics.json``; return the summary."""
+    cfg, corpus = run.cfg, run.corpus
+    final = run.acc.unwrap_model(run.distiller).student
+    save_model(final, run.tokenizer, run.output)
     summary = {
         "teacher": cfg.teacher,
         "student": cfg.student,
         "corpus": cfg.corpus,
-        "layer_map": layers,
+        "layer_map": run.layers,
         "steps": state["step"],
-        "total_steps": total,
+        "total_steps": run.total,
         "batch_size": cfg.batch_size,
         "sequences_seen": state["step"] * cfg.batch_size,
         "corpus_sequences": len(corpus),
         "epochs_seen": round(state["step"] * cfg.batch_size / len(corpus), 4),
-        "teacher_precision": str(dtype or torch.float32).replace("torch.", ""),
+        "teacher_precision": str(run.dtype or torch.float32).replace("torch.", ""),
         "train_seconds": state["seconds"],
         "params": count_params(final),
-        "teacher_params": count_params(teacher),
+        "teacher_params": count_params(run.teacher),
         "history": state["history"],
         "losses": state["losses"],
     }
-    tmp = output / "metrics.json.tmp"
+    tmp = run.output / "metrics.json.tmp"
     tmp.write_text(json.dumps(summary, indent=2))
-    tmp.replace(output / "metrics.json")
+    tmp.replace(run.output / "metrics.json")
     return summary
