@@ -19,8 +19,9 @@ import itertools
 import json
 import math
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -32,6 +33,7 @@ from tinydistill.errors import TinyDistillError
 __all__ = ["MLMHeadConfig", "read_corpus", "mask_tokens", "train_mlm_head"]
 
 _WIKITEXT = {" @-@ ": "-", " @,@ ": ",", " @.@ ": "."}
+Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # input ids, attention mask, labels
 
 
 @dataclass
@@ -202,7 +204,45 @@ def train_mlm_head(cfg: MLMHeadConfig) -> dict:
         raise TinyDistillError("--max-steps and --batch-size must be >= 1 and --max-seq-length >= 16")
     files = _files(cfg.corpus)
     model, tokenizer = load_encoder_as_mlm(cfg.encoder)
-    length = min(cfg.max_seq_length, model.config.max_position_embeddings)
+    held, train = _held_and_train(cfg, tokenizer, files, model.config.max_position_embeddings)
+    device = torch.device(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    model.to(device)
+    head = _head(model)
+    frozen = not cfg.train_encoder
+    params = _trainable(model, head, frozen)
+    lr = cfg.learning_rate or (1e-3 if frozen else 1e-4)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    batch = partial(_masked_batch, tokenizer=tokenizer, generator=gen, cfg=cfg, device=device)
+    eval_batches = [batch(held[i : i + cfg.batch_size]) for i in range(0, len(held), cfg.batch_size)]
+    before = _evaluate(model, head, eval_batches, frozen) if eval_batches else {}
+    start = time.time()
+    history = _fit(model, head, params, lr, train, batch, gen, cfg)
+    after = _evaluate(model, head, eval_batches, frozen) if eval_batches else {}
+    output = Path(cfg.output)
+    model.to("cpu")
+    save_model(model, tokenizer, output)
+    report = {
+        "encoder": cfg.encoder,
+        "output": str(output),
+        "steps": cfg.max_steps,
+        "train_chunks": len(train),
+        "heldout_chunks": len(held),
+        "learning_rate": lr,
+        "seconds": round(time.time() - start, 1),
+        "heldout_before": before,
+        "heldout_after": after,
+        "loss_history": history,
+        "config": asdict(cfg),
+    }
+    (output / "mlm_head.json").write_text(json.dumps(report, indent=2))
+    return report
+
+
+def _held_and_train(
+    cfg: MLMHeadConfig, tokenizer, files: Sequence[Path], max_positions: int
+) -> tuple[list[list[int]], list[list[int]]]:
+    """The held-out chunks (the first ``eval_chunks``) and the training chunks of the corpus."""
+    length = min(cfg.max_seq_length, max_positions)
     needed = cfg.eval_chunks + cfg.max_steps * cfg.batch_size
     chunks = _chunks(tokenizer, read_corpus([str(f) for f in files]), length, needed)
     held, train = chunks[: cfg.eval_chunks], chunks[cfg.eval_chunks :]
@@ -210,35 +250,54 @@ def train_mlm_head(cfg: MLMHeadConfig) -> dict:
         raise TinyDistillError(
             f"corpus too small: {len(chunks)} chunks of text (need more than {cfg.eval_chunks})"
         )
-    device = torch.device(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    model.to(device)
-    head = _head(model)
+    return held, train
+
+
+def _trainable(model: nn.Module, head: nn.Module, frozen: bool) -> list[nn.Parameter]:
+    """Unfreeze the head (not the tied decoder weight: it is the input embedding) and, unless
+    ``frozen``, the encoder; return the parameters to train."""
     embedding = model.get_input_embeddings().weight
-    frozen = not cfg.train_encoder
     for p in model.parameters():
         p.requires_grad_(not frozen)
     for p in head.parameters():
         if p is not embedding:
             p.requires_grad_(True)
-    params = [p for p in model.parameters() if p.requires_grad]
-    lr = cfg.learning_rate or (1e-3 if frozen else 1e-4)
+    return [p for p in model.parameters() if p.requires_grad]
+
+
+def _masked_batch(
+    items: Sequence[list[int]],
+    tokenizer,
+    generator: torch.Generator,
+    cfg: MLMHeadConfig,
+    device: torch.device,
+) -> Batch:
+    """``(inputs, attention mask, labels)`` of padded chunks, masked with ``generator``, on ``device``."""
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    ids, attn = _pad(items, pad_id)
+    inputs, labels = mask_tokens(ids, tokenizer, generator, cfg.mlm_probability)
+    return inputs.to(device), attn.to(device), labels.to(device)
+
+
+def _fit(
+    model: nn.Module,
+    head: nn.Module,
+    params: list[nn.Parameter],
+    lr: float,
+    train: Sequence[list[int]],
+    batch: Callable[[Sequence[list[int]]], Batch],
+    gen: torch.Generator,
+    cfg: MLMHeadConfig,
+) -> list[float]:
+    """``cfg.max_steps`` AdamW steps (linear warm-up over 5%, then linear decay) on reshuffled
+    training chunks; returns each step's loss."""
+    frozen = not cfg.train_encoder
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
     warmup = max(1, cfg.max_steps // 20)
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer,
         lambda s: min((s + 1) / warmup, max(0.0, (cfg.max_steps - s) / max(1, cfg.max_steps - warmup))),
     )
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    gen = torch.Generator().manual_seed(cfg.seed)
-
-    def batch(items):
-        ids, attn = _pad(items, pad_id)
-        inputs, labels = mask_tokens(ids, tokenizer, gen, cfg.mlm_probability)
-        return inputs.to(device), attn.to(device), labels.to(device)
-
-    eval_batches = [batch(held[i : i + cfg.batch_size]) for i in range(0, len(held), cfg.batch_size)]
-    before = _evaluate(model, head, eval_batches, frozen) if eval_batches else {}
-    start = time.time()
     history = []
     order: list[int] = []
     bar = tqdm(range(cfg.max_steps), desc="mlm-head", unit="step", disable=not cfg.progress)
@@ -260,22 +319,4 @@ def train_mlm_head(cfg: MLMHeadConfig) -> dict:
         optimizer.zero_grad(set_to_none=True)
         history.append(round(value, 4))
         bar.set_postfix(loss=f"{value:.3f}")
-    after = _evaluate(model, head, eval_batches, frozen) if eval_batches else {}
-    output = Path(cfg.output)
-    model.to("cpu")
-    save_model(model, tokenizer, output)
-    report = {
-        "encoder": cfg.encoder,
-        "output": str(output),
-        "steps": cfg.max_steps,
-        "train_chunks": len(train),
-        "heldout_chunks": len(held),
-        "learning_rate": lr,
-        "seconds": round(time.time() - start, 1),
-        "heldout_before": before,
-        "heldout_after": after,
-        "loss_history": history,
-        "config": asdict(cfg),
-    }
-    (output / "mlm_head.json").write_text(json.dumps(report, indent=2))
-    return report
+    return history
