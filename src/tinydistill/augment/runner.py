@@ -182,37 +182,11 @@ def augment_task(cfg: AugmentConfig) -> dict:
     shard = parse_shard(cfg.shard)
     spec = task_spec(cfg.task, cfg.train_file, cfg.text_columns, cfg.label_column)
     examples = subsample(_train_examples(cfg, spec), cfg.max_train_samples, cfg.seed)
-    lo, hi = (
-        (0, len(examples))
-        if shard is None
-        else (shard[0] * len(examples) // shard[1], (shard[0] + 1) * len(examples) // shard[1])
-    )
-    model, tokenizer = load_masked_lm(cfg.mlm, cfg.device, cfg.dtype)
-    vectors = (
-        WordVectors.load(cfg.vectors, cfg.vocab_limit)
-        if cfg.vectors
-        else WordVectors.from_embeddings(model, tokenizer)
-    )
-    mlm = MLMCandidates(
-        model,
-        tokenizer,
-        k=cfg.candidates,
-        batch_rows=cfg.batch_rows,
-        masks_per_row=cfg.masks_per_row,
-        pair_context=cfg.pair_context,
-        progress=cfg.progress,
-    )
+    lo, hi = _shard_range(len(examples), shard)
+    mlm, vectors = _candidate_sources(cfg)
     aug = Augmenter(mlm, vectors, n_aug=cfg.n_aug, p=cfg.p, seed=cfg.seed)
     start = time.time()
-    part = examples[lo:hi]
-    aug.prepare([ex.text_a for ex in part] + [ex.text_b for ex in part if ex.text_b is not None])
-    rows: list[Example] = []
-    for i in range(lo, hi):
-        ex = examples[i]
-        rows.append(ex)
-        rows += [Example(v, ex.text_b, ex.label) for v in aug.variants(ex.text_a, i, 0)]
-        if ex.text_b is not None:
-            rows += [Example(ex.text_a, v, ex.label) for v in aug.variants(ex.text_b, i, 1)]
+    rows = _augmented_rows(aug, examples, lo, hi)
     seconds = time.time() - start
     write_tsv(spec, rows, cfg.output)
     return {
@@ -228,6 +202,50 @@ def augment_task(cfg: AugmentConfig) -> dict:
         "seconds": round(seconds, 2),
         "device": str(mlm.device),
     }
+
+
+def _shard_range(n: int, shard: tuple[int, int] | None) -> tuple[int, int]:
+    """``[lo, hi)`` of the shard's contiguous slice of ``n`` examples (all of them without a shard)."""
+    if shard is None:
+        return 0, n
+    return shard[0] * n // shard[1], (shard[0] + 1) * n // shard[1]
+
+
+def _candidate_sources(cfg: AugmentConfig) -> tuple[MLMCandidates, WordVectors]:
+    """The masked LM's candidates and the word vectors (``cfg.vectors`` or the MLM's embeddings)."""
+    model, tokenizer = load_masked_lm(cfg.mlm, cfg.device, cfg.dtype)
+    vectors = (
+        WordVectors.load(cfg.vectors, cfg.vocab_limit)
+        if cfg.vectors
+        else WordVectors.from_embeddings(model, tokenizer)
+    )
+    mlm = MLMCandidates(
+        model,
+        tokenizer,
+        k=cfg.candidates,
+        batch_rows=cfg.batch_rows,
+        masks_per_row=cfg.masks_per_row,
+        pair_context=cfg.pair_context,
+        progress=cfg.progress,
+    )
+    return mlm, vectors
+
+
+def _augmented_rows(aug: Augmenter, examples: Sequence[Example], lo: int, hi: int) -> list[Example]:
+    """Examples ``lo..hi-1``, each followed by its text_a variants, then its text_b variants.
+
+    Variants are seeded by the example's index in the whole train set, so shards match a whole run.
+    """
+    part = examples[lo:hi]
+    aug.prepare([ex.text_a for ex in part] + [ex.text_b for ex in part if ex.text_b is not None])
+    rows: list[Example] = []
+    for i in range(lo, hi):
+        ex = examples[i]
+        rows.append(ex)
+        rows += [Example(v, ex.text_b, ex.label) for v in aug.variants(ex.text_a, i, 0)]
+        if ex.text_b is not None:
+            rows += [Example(ex.text_a, v, ex.label) for v in aug.variants(ex.text_b, i, 1)]
+    return rows
 
 
 def merge_shards(
