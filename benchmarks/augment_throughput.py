@@ -74,9 +74,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def run_one(model, tokenizer, texts, warmup, args, masks_per_row: int) -> dict:
-    from tinydistill.augment.mlm_candidates import MLMCandidates, masks_per_row_label
-    from tinydistill.augment.runner import Augmenter
-    from tinydistill.augment.word_vectors import WordVectors
+    from tinydistill.augmentation.mlm_candidates import MLMCandidates, masks_per_row_label
+    from tinydistill.augmentation.runner import Augmenter
+    from tinydistill.augmentation.word_vectors import WordVectors
 
     mlm = MLMCandidates(
         model,
@@ -157,9 +157,9 @@ def run_one(model, tokenizer, texts, warmup, args, masks_per_row: int) -> dict:
 def agreement(name: str, texts: list[str], settings: list[tuple[str, int | float]], args) -> list[dict]:
     """Top-K overlap and top-1 agreement of each (dtype, masks/row) setting's candidates with the
     paper's fp32, one-word-per-row candidates, with a trained masked LM on the same sentences."""
-    from tinydistill.augment.masked_lm import load_masked_lm, prepare_model
-    from tinydistill.augment.mlm_candidates import MLMCandidates, masks_per_row_label
-    from tinydistill.augment.runner import Augmenter
+    from tinydistill.augmentation.masked_lm import load_masked_lm, prepare_model
+    from tinydistill.augmentation.mlm_candidates import MLMCandidates, masks_per_row_label
+    from tinydistill.augmentation.runner import Augmenter
 
     model, tokenizer = load_masked_lm(name, args.device, "float32")
     found = {}
@@ -205,8 +205,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     from transformers import AutoTokenizer, BertConfig, BertForMaskedLM
     from transformers.utils import logging as hf_logging
 
-    from tinydistill.augment.masked_lm import prepare_model
-    from tinydistill.augment.mlm_candidates import parse_masks_per_row
+    from tinydistill.augmentation.masked_lm import prepare_model
+    from tinydistill.augmentation.mlm_candidates import parse_masks_per_row
     from tinydistill.models.packaged import minilm_dir
     from tinydistill.tasks import get_task, read_glue_split
 

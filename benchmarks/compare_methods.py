@@ -25,6 +25,8 @@ from typing import Any
 
 import yaml
 
+from tinydistill.config import recipe_path
+
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_RECIPES = ["tinybert4", "lrcbert4", "kd", "pkd", "crd"]
 
@@ -59,7 +61,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def recipe_file(name: str) -> Path:
     path = Path(name)
-    return path if path.suffix else ROOT / "recipes" / f"{name}.yaml"
+    return path if path.suffix else recipe_path(name)
 
 
 def method_kwargs(args: argparse.Namespace, recipe: Path) -> dict[str, Any]:

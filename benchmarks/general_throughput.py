@@ -34,10 +34,10 @@ from tinydistill.training.general_step import (
     GeneralStep,
     build_encoder_student,
     load_encoder,
-    make_optimizer,
     prepare_teacher,
     teacher_dtype,
 )
+from tinydistill.training.optim import make_optimizer
 from tinydistill.training.terms import Distiller
 
 REFERENCE_SEQ_PER_S = 4.0  # original TinyBERT general_distill.py, 1.8-2.1 s/step at batch 8
@@ -68,7 +68,7 @@ def measure(args: argparse.Namespace, acc: Accelerator, teacher_precision: str) 
     distiller = Distiller(student, proj, layers)
     distiller.set_terms({"embedding": 1.0, "hidden": 1.0, "attention": 1.0})
     total = args.warmup + args.steps
-    optimizer = make_optimizer(distiller, 1e-4, 0.01)
+    optimizer = make_optimizer("adamw", distiller, 1e-4, 0.01)
     scheduler = get_linear_schedule_with_warmup(optimizer, 0, total)
     distiller, optimizer, scheduler = acc.prepare(distiller, optimizer, scheduler)
     dtype = teacher_dtype(teacher_precision, acc.device)

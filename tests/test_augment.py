@@ -17,13 +17,13 @@ from transformers import BertForMaskedLM, BertTokenizerFast
 from typer.testing import CliRunner
 
 import tinydistill
-from tinydistill.augment import stopwords
-from tinydistill.augment.masked_lm import load_masked_lm
-from tinydistill.augment.mlm_candidates import MLMCandidates, parse_masks_per_row
-from tinydistill.augment.runner import AugmentConfig, Augmenter, augment_task, merge_shards
-from tinydistill.augment.sampler import example_rng, match_case, sample_variants, split_words
-from tinydistill.augment.vocab import whole_word_table
-from tinydistill.augment.word_vectors import WordVectors
+from tinydistill.augmentation import stopwords
+from tinydistill.augmentation.masked_lm import load_masked_lm
+from tinydistill.augmentation.mlm_candidates import MLMCandidates, parse_masks_per_row
+from tinydistill.augmentation.runner import AugmentConfig, Augmenter, augment_task, merge_shards
+from tinydistill.augmentation.sampler import example_rng, match_case, sample_variants, split_words
+from tinydistill.augmentation.vocab import whole_word_table
+from tinydistill.augmentation.word_vectors import WordVectors
 from tinydistill.cli import app
 from tinydistill.errors import TinyDistillError
 from tinydistill.tasks import get_task, read_table, read_tsv_file
@@ -196,7 +196,7 @@ def test_batches_bound_padding_and_size(mlm64):
 
 
 def test_auto_dtype_is_bf16_only_where_native(mlm_dir, monkeypatch):
-    from tinydistill.augment import masked_lm
+    from tinydistill.augmentation import masked_lm
 
     monkeypatch.setattr(masked_lm, "native_bf16", lambda device: True)
     model, _ = load_masked_lm(str(mlm_dir), device="cpu")

@@ -456,10 +456,11 @@ def test_contract_flags_exist():
     for name in ("finetune", "distill"):
         opts = {o for p in commands[name].params for o in p.opts}
         assert COMMON <= opts, (name, COMMON - opts)
-    from tinydistill.config import STAGES, DistillConfig
+    from tinydistill.config import DistillConfig, build
 
-    assert set(STAGES) == {"intermediate", "prediction", "all"}
     assert DistillConfig().stage == "all"  # the default when --stage is not given
+    stages = build(DistillConfig, None, teacher="t").stages  # the default recipe, tinybert4
+    assert [st["name"] for st in stages] == ["intermediate", "prediction"]
     assert get_task("sst2") is get_task("SST-2")
 
 

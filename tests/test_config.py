@@ -30,10 +30,14 @@ def test_defaults() -> None:
     assert cfg.teacher == "runs/teacher"
     assert cfg.student == "tinybert-4l-312" and cfg.stage == "all" and cfg.layer_map == "uniform"
     assert cfg.seed == 42 and cfg.epochs is None and cfg.learning_rate is None
-    assert cfg.weights == {"embedding": 1.0, "hidden": 1.0, "attention": 1.0, "prediction": 1.0}
-    # the default weights dict is not shared between instances
-    cfg.weights["hidden"] = 5.0
-    assert build(DistillConfig, None, teacher="t").weights["hidden"] == 1.0
+    # the method is the tinybert4 recipe: its stages, with their learning rates
+    assert cfg.recipe == "tinybert4" and cfg.method == "tinybert4"
+    assert [st["name"] for st in cfg.stages] == ["intermediate", "prediction"]
+    assert cfg.stages[0]["terms"] == {"embedding": 1.0, "hidden": 1.0, "attention": 1.0}
+    assert [st["learning_rate"] for st in cfg.stages] == [1e-4, 5e-5]
+    # the stages are not shared between instances
+    cfg.stages[0]["terms"]["hidden"] = 5.0
+    assert build(DistillConfig, None, teacher="t").stages[0]["terms"]["hidden"] == 1.0
 
 
 def test_defaults_yaml_flags_precedence(tmp_path: Path) -> None:
@@ -45,7 +49,7 @@ def test_defaults_yaml_flags_precedence(tmp_path: Path) -> None:
             "learning_rate: 0.0001\n"
             "stage: intermediate\n"
             "batch_size: 8\n"
-            "weights:\n  hidden: 2.0\n  attention: 0.5\n"
+            "term_options:\n  kd: {alpha: 0.3}\n"
         ),
     )
     cfg = build(DistillConfig, path, epochs=5.0, batch_size=None, learning_rate=None, seed=7)
@@ -53,8 +57,9 @@ def test_defaults_yaml_flags_precedence(tmp_path: Path) -> None:
     assert cfg.seed == 7  # flag beats default
     assert cfg.batch_size == 8 and cfg.learning_rate == pytest.approx(1e-4)  # None flags do not override YAML
     assert cfg.stage == "intermediate" and cfg.teacher == "from-yaml"  # YAML beats defaults
-    # partial weights update the defaults instead of silently zeroing the other terms
-    assert cfg.weights == {"embedding": 1.0, "hidden": 2.0, "attention": 0.5, "prediction": 1.0}
+    assert cfg.term_options == {"kd": {"alpha": 0.3}}
+    # a run-wide learning rate set in the YAML file replaces the recipe's per-stage ones
+    assert all("learning_rate" not in st for st in cfg.stages)
     assert cfg.max_seq_length is None and cfg.warmup_ratio == 0.1  # untouched defaults
     assert build(DistillConfig, path, teacher="flag").teacher == "flag"
 
@@ -98,12 +103,16 @@ def test_missing_config_file(tmp_path: Path) -> None:
         ({"learning_rate": 0.0}, "learning_rate"),
         ({"intermediate_lr": -1e-4}, "intermediate_lr"),
         ({"prediction_max_steps": 0}, "prediction_max_steps"),
-        ({"weights": {"hidden": 1.0, "hiddden": 1.0}}, "unknown loss weight.*hiddden"),
+        ({"stages": [{"name": "a", "terms": {"hidden": 1.0, "hiddden": 1.0}}]}, "hiddden"),
+        ({"weights": {"hidden": 1.0}}, "unknown config option.*weights"),
+        ({"optimizer": "lion"}, "optimizer must be one of"),
+        ({"scheduler": "step"}, "scheduler must be one of"),
+        ({"logger": "csv"}, "logger must be one of"),
         ({"temperature": 0.0}, "temperature"),
         ({"warmup_ratio": 1.0}, "warmup_ratio"),
         ({"warmup_ratio": -0.1}, "warmup_ratio"),
         ({"mixed_precision": "fp8"}, "mixed_precision"),
-        ({"teacher": ""}, "teacher model is required"),
+        ({"teacher": ""}, "missing --teacher"),
     ],
 )
 def test_validation_errors(overrides: dict, message: str) -> None:
@@ -117,7 +126,7 @@ def test_validation_errors_from_yaml(tmp_path: Path) -> None:
         build(DistillConfig, write(tmp_path, "teacher: t\nstage: everything\n"))
     with pytest.raises(TinyDistillError, match="epochs must be positive"):
         build(DistillConfig, write(tmp_path, "teacher: t\nepochs: -2\n", "e.yaml"))
-    with pytest.raises(TinyDistillError, match="unknown loss weight"):
+    with pytest.raises(TinyDistillError, match="unknown config option.*weights"):
         build(DistillConfig, write(tmp_path, "teacher: t\nweights: {kd: 1.0}\n", "w.yaml"))
 
 
@@ -140,7 +149,8 @@ def test_save_roundtrip(tmp_path: Path) -> None:
         None,
         teacher="t",
         epochs=2.5,
-        weights={"hidden": 3.0, "prediction": 1.0},
+        recipe="kd",
+        optimizer="adam",
         text_columns=["a", "b"],
     )
     path = tmp_path / "sub" / "config.yaml"

@@ -127,8 +127,9 @@ def test_run_dir_contents(trained, which):
     assert cfg["max_seq_length"] == spec.max_seq_length
     assert cfg["output"] == str(out)
     if which == "student":
-        assert cfg["intermediate_lr"] == pytest.approx(2e-3) and cfg["prediction_lr"] == pytest.approx(2e-3)
-        assert cfg["intermediate_epochs"] == 20 and cfg["prediction_epochs"] == 20
+        # each stage records what it ran with (the run-wide values replace the recipe's)
+        assert [st["learning_rate"] for st in cfg["stages"]] == pytest.approx([2e-3, 2e-3])
+        assert [st["epochs"] for st in cfg["stages"]] == [20, 20]
         assert cfg["teacher"] == str(trained.teacher)
 
 

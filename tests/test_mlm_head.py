@@ -12,8 +12,8 @@ from conftest import toy_sentence
 from transformers import AutoModelForMaskedLM, BertTokenizerFast
 from typer.testing import CliRunner
 
-from tinydistill.augment.masked_lm import load_masked_lm
-from tinydistill.augment.mlm_head import MLMHeadConfig, mask_tokens, read_corpus, train_mlm_head
+from tinydistill.augmentation.masked_lm import load_masked_lm
+from tinydistill.augmentation.mlm_head import MLMHeadConfig, mask_tokens, read_corpus, train_mlm_head
 from tinydistill.cli import app
 from tinydistill.errors import TinyDistillError
 

@@ -33,13 +33,13 @@ from tinydistill.models.load import (
     init_from_teacher,
     load_classifier,
     load_tokenizer,
+    model_name,
     resolve_model_path,
     save_model,
     student_config,
 )
 from tinydistill.models.prune import init_projection, target_config
 from tinydistill.start import (
-    DEFAULT_CALIBRATION_SAMPLES,
     checkpoint_plan,
     corpus_batches,
     load_shape,
@@ -48,15 +48,27 @@ from tinydistill.start import (
     student_shape,
     task_batches,
 )
-from tinydistill.tasks.resolve import TaskData, load_task_data
+from tinydistill.tasks.resolve import TaskData, as_examples, load_task_data
+from tinydistill.training import loop
 from tinydistill.training import schedule as S
-from tinydistill.training.loop import make_accelerator, plan_steps, train
 from tinydistill.training.perturb import PerturbOptions
 from tinydistill.training.terms import Distiller, build_term_modules, parse_term_options, teacher_reps
 
-# Paper: 5e-5 / 3e-5 after general distillation; a randomly initialised student needs larger steps.
-STEP_LR = {"intermediate": 1e-4, "prediction": 5e-5}
-DEFAULT_STAGE_LR = 1e-4  # stages of other names (one-run methods: KD, PKD, CRD, LRC-BERT)
+
+class RunResult(dict):
+    """A run's metrics (this dict, as in ``metrics.json``), plus ``output`` (the run dir), ``model`` (the
+    trained model object) and ``paths`` (model dir, config.yaml, metrics.json, logs)."""
+
+    def __init__(self, metrics: dict[str, Any], output: Path, model: Any = None) -> None:
+        super().__init__(metrics)
+        self.output = Path(output)
+        self.model = model
+        self.paths = {
+            "model": self.output,
+            "config": self.output / "config.yaml",
+            "metrics": self.output / "metrics.json",
+            "logs": self.output / "logs",
+        }
 
 
 def _model_labels(model_dir: str) -> list[str] | None:
@@ -69,8 +81,9 @@ def _model_labels(model_dir: str) -> list[str] | None:
     return None if not names or all(n.startswith("LABEL_") for n in names) else names
 
 
-def _data(cfg: C.RunConfig, labels_from: str | None = None) -> TaskData:
-    return load_task_data(
+def _data(cfg: C.RunConfig, labels_from: str | None = None, train: Any = None, dev: Any = None) -> TaskData:
+    """The task's rows from files, or ``train`` / ``dev`` rows given as objects (see ``as_examples``)."""
+    data = load_task_data(
         cfg.task,
         cfg.data_dir,
         cfg.train_file,
@@ -78,7 +91,15 @@ def _data(cfg: C.RunConfig, labels_from: str | None = None) -> TaskData:
         cfg.text_columns,
         cfg.label_column,
         model_labels=_model_labels(labels_from) if labels_from and cfg.task.lower() == "custom" else None,
+        need_train=train is None,
+        need_dev=dev is None,
     )
+    if train is not None:
+        data.train = as_examples(train, data.spec)
+    if dev is not None:
+        splits = dev if isinstance(dev, dict) else {"dev": dev}
+        data.dev = {split: as_examples(rows, data.spec) for split, rows in splits.items()}
+    return data
 
 
 def _position_limit(*models: Any, tokenizer: Any = None) -> int:
@@ -117,6 +138,8 @@ def _write_json(path: Path, payload: dict[str, Any]) -> None:
 def _loop_options(cfg: C.RunConfig, n_batches: int) -> dict[str, Any]:
     """The training-loop settings every recipe takes from its run config."""
     return dict(
+        optimizer_name=cfg.optimizer,
+        scheduler_name=cfg.scheduler,
         weight_decay=cfg.weight_decay,
         warmup_ratio=cfg.warmup_ratio,
         max_grad_norm=cfg.max_grad_norm,
@@ -125,13 +148,21 @@ def _loop_options(cfg: C.RunConfig, n_batches: int) -> dict[str, Any]:
     )
 
 
-def finetune(cfg: C.FinetuneConfig) -> dict[str, Any]:
-    """Fine-tune any HF encoder on a task; keeps the best-on-dev checkpoint in ``cfg.output``."""
-    data = _data(cfg)
-    tokenizer = load_tokenizer(cfg.model)
-    model = load_classifier(cfg.model, data.spec)
+def finetune(
+    cfg: C.FinetuneConfig, *, model: Any = None, tokenizer: Any = None, train: Any = None, dev: Any = None
+) -> RunResult:
+    """Fine-tune any HF encoder on a task; keeps the best-on-dev checkpoint in ``cfg.output``.
+
+    ``model`` / ``tokenizer`` (objects) replace loading ``cfg.model``; ``train`` / ``dev`` rows replace
+    the task's files.
+    """
+    data = _data(cfg, train=train, dev=dev)
+    if model is not None:
+        cfg = dataclasses.replace(cfg, model=model_name(model))
+    tokenizer = tokenizer or load_tokenizer(cfg.model)
+    set_seed(cfg.seed)  # before the new head is initialised: same seed, same weights
+    model = model if model is not None else load_classifier(cfg.model, data.spec)
     cfg = _resolve(cfg, data, _position_limit(model, tokenizer=tokenizer))
-    set_seed(cfg.seed)
     output = Path(cfg.output)
     output.mkdir(parents=True, exist_ok=True)
     C.save(cfg, output / "config.yaml")
@@ -139,7 +170,7 @@ def finetune(cfg: C.FinetuneConfig) -> dict[str, Any]:
         subsample(data.train, cfg.max_train_samples, cfg.seed), tokenizer, cfg.max_seq_length, data.spec
     )
     dev = _dev(cfg, data)
-    acc = make_accelerator(cfg, output)
+    acc = loop.make_accelerator(cfg, output)
     loader = make_loader(train_set, tokenizer, cfg.batch_size, shuffle=True, seed=cfg.seed)
 
     def step_loss(m, batch):
@@ -151,9 +182,9 @@ def finetune(cfg: C.FinetuneConfig) -> dict[str, Any]:
             acc.unwrap_model(model), tokenizer, data.spec, dev, cfg.max_seq_length, cfg.eval_batch_size, acc
         )
 
-    total = plan_steps(len(loader), cfg.epochs, cfg.max_steps)
+    total = loop.plan_steps(len(loader), cfg.epochs, cfg.max_steps)
     start = time.time()
-    result = train(
+    result = loop.train(
         accelerator=acc,
         model=model,
         loader=loader,
@@ -180,12 +211,12 @@ def finetune(cfg: C.FinetuneConfig) -> dict[str, Any]:
     }
     _write_json(output / "metrics.json", metrics)
     warn_if_degenerate(result.best_eval, f"the fine-tuned model in {output}")
-    return metrics
+    return RunResult(metrics, output, acc.unwrap_model(model))
 
 
-def _teacher(cfg: C.DistillConfig, data: TaskData):
-    teacher = load_classifier(cfg.teacher, data.spec)
-    if teacher.tinydistill_new_head:
+def _teacher(cfg: C.DistillConfig, data: TaskData, given: Any = None):
+    teacher = given if given is not None else load_classifier(cfg.teacher, data.spec)
+    if getattr(teacher, "tinydistill_new_head", False):
         raise TinyDistillError(
             f"teacher {cfg.teacher} has no trained {data.spec.num_labels}-output head for task "
             f"{data.spec.name}: fine-tune it first (tinydistill finetune)"
@@ -209,46 +240,46 @@ def _student(cfg: C.DistillConfig, start: str, teacher, tokenizer, data: TaskDat
     return pruned_student(teacher, shape, batches, layers, cfg.teacher)
 
 
-def _plan_stages(cfg: C.DistillConfig, default_epochs: float) -> list[S.Stage]:
-    """The method's stages with learning rate, epochs and max_steps resolved, written back to ``cfg``.
-
-    Per-step flag (``intermediate_lr``, ... for stages of those names) > the stage's recipe value >
-    the run-wide value (``--learning-rate`` / ``--epochs`` / ``--max-steps``; the task's epochs) >
-    ``STEP_LR`` / ``DEFAULT_STAGE_LR``. ``cfg.stages`` then holds exactly what each stage runs with,
-    so the run's ``config.yaml`` records it (and reruns it with ``--config``).
-    """
-    stages = S.tinybert_stages(cfg.weights) if cfg.stages is None else S.parse_stages(cfg.stages)
-    for st in stages:
-        named = st.name if st.name in STEP_LR else None
-        flag = {k: getattr(cfg, f"{named}_{k}") if named else None for k in ("lr", "epochs", "max_steps")}
-        st.learning_rate = (
-            flag["lr"] or st.learning_rate or cfg.learning_rate or STEP_LR.get(st.name, DEFAULT_STAGE_LR)
-        )
-        st.epochs = flag["epochs"] or st.epochs or cfg.epochs or default_epochs
-        st.max_steps = flag["max_steps"] or st.max_steps or cfg.max_steps
-        if st.evaluate is None:
-            st.evaluate = st is stages[-1]
-        if named:
-            setattr(cfg, f"{named}_lr", st.learning_rate)
-            setattr(cfg, f"{named}_epochs", st.epochs)
-    cfg.stages = [st.to_dict() for st in stages]
-    cfg.weights = dict(C.DEFAULT_WEIGHTS)  # folded into the stages above
-    return stages
+def _with_method(cfg: C.DistillConfig) -> C.DistillConfig:
+    """A config made by hand (no ``stages``): its recipe's method under the values set."""
+    if cfg.stages is not None:
+        return cfg
+    base = type(cfg)()
+    values = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)}
+    return C.build(type(cfg), None, **{k: v for k, v in values.items() if v != getattr(base, k)})
 
 
-def distill(cfg: C.DistillConfig) -> dict[str, Any]:
+def distill(
+    cfg: C.DistillConfig,
+    *,
+    teacher: Any = None,
+    student: Any = None,
+    tokenizer: Any = None,
+    train: Any = None,
+    dev: Any = None,
+) -> RunResult:
     """Distill ``cfg.student`` from the fine-tuned ``cfg.teacher`` with the configured method.
 
-    The default method is TinyBERT task distillation (stage ``intermediate`` then ``prediction``);
-    a recipe gives other stages, phases of weighted terms, term options and gradient perturbation.
+    The method is the config's recipe (default ``tinybert4``: stage ``intermediate`` then
+    ``prediction``): stages of weighted terms, term options and gradient perturbation. ``teacher`` /
+    ``student`` / ``tokenizer`` (objects) replace loading them; ``train`` / ``dev`` rows replace the
+    task's files.
     """
-    data = _data(cfg, labels_from=cfg.teacher)
-    tokenizer = load_tokenizer(cfg.teacher)
-    teacher = _teacher(cfg, data)
-    if Path(cfg.student).is_dir():
-        check_tokenizers(tokenizer, cfg.student)
-    start = resolve_start("random" if cfg.init_from_teacher else cfg.start, cfg.student, teacher)
-    student, plan = _student(cfg, start, teacher, tokenizer, data)
+    cfg = _with_method(cfg)
+    if teacher is not None:
+        cfg = dataclasses.replace(cfg, teacher=model_name(teacher))
+    data = _data(cfg, labels_from=None if teacher is not None else cfg.teacher, train=train, dev=dev)
+    tokenizer = tokenizer or load_tokenizer(cfg.teacher)
+    teacher = _teacher(cfg, data, teacher)
+    if student is not None:
+        cfg = dataclasses.replace(cfg, student=model_name(student))
+        check_vocab(teacher.config, student.config)
+        start, plan = "given", None
+    else:
+        if Path(cfg.student).is_dir():
+            check_tokenizers(tokenizer, cfg.student)
+        start = resolve_start("random" if cfg.init_from_teacher else cfg.start, cfg.student, teacher)
+        student, plan = _student(cfg, start, teacher, tokenizer, data)
     layers = (
         plan.layers
         if plan and cfg.layer_map == "uniform"
@@ -263,7 +294,8 @@ def distill(cfg: C.DistillConfig) -> dict[str, Any]:
     cfg = dataclasses.replace(
         _resolve(cfg, data, _position_limit(teacher, student, tokenizer=tokenizer)), **given
     )
-    stages = _plan_stages(cfg, data.spec.epochs)
+    stages = S.plan_stages(cfg, data.spec.epochs)
+    cfg = dataclasses.replace(cfg, stages=[st.to_dict() for st in stages])  # the record: what each ran
     run = stages if cfg.stage == "all" else [st for st in stages if st.name == cfg.stage]
     if not run:
         raise TinyDistillError(f"no stage named '{cfg.stage}' (stages: {', '.join(s.name for s in stages)})")
@@ -305,7 +337,7 @@ def distill(cfg: C.DistillConfig) -> dict[str, Any]:
         subsample(data.train, cfg.max_train_samples, cfg.seed), tokenizer, cfg.max_seq_length, data.spec
     )
     dev = _dev(cfg, data)
-    acc = make_accelerator(cfg, output)
+    acc = loop.make_accelerator(cfg, output)
     teacher = acc.prepare_model(teacher, evaluation_mode=True)
     loader = make_loader(train_set, tokenizer, cfg.batch_size, shuffle=True, seed=cfg.seed)
     save = lambda: save_model(acc.unwrap_model(distiller).student, tokenizer, output)  # noqa: E731
@@ -335,11 +367,11 @@ def distill(cfg: C.DistillConfig) -> dict[str, Any]:
     }
     start = time.time()
     for stage in run:
-        total = plan_steps(len(loader), stage.epochs, stage.max_steps)
+        total = loop.plan_steps(len(loader), stage.epochs, stage.max_steps)
         schedule = S.Schedule(stage.phases, total)
         acc.unwrap_model(distiller).set_schedule(schedule)
         clock["step"] = 0
-        result = train(
+        result = loop.train(
             accelerator=acc,
             model=distiller,
             loader=loader,
@@ -379,90 +411,93 @@ def distill(cfg: C.DistillConfig) -> dict[str, Any]:
     )
     _write_json(output / "metrics.json", summary)
     warn_if_degenerate(verdict, f"the student in {output}")
-    return summary
+    return RunResult(summary, output, final)
 
 
 def evaluate(
-    task: str,
-    model: str,
-    data_dir: str | None = None,
-    dev_file: str | None = None,
-    text_columns: list[str] | None = None,
-    label_column: str = "label",
-    max_seq_length: int | None = None,
-    batch_size: int = 64,
-    max_eval_samples: int | None = None,
-    seed: int = 42,
+    cfg: C.EvaluateConfig | str, model: Any = None, *, tokenizer: Any = None, dev: Any = None, **fields: Any
 ) -> Evaluation:
-    """Metrics of a saved model on the task's dev split(s), beside the trivial baseline."""
+    """Metrics of a model on the task's dev split(s), beside the trivial baseline.
+
+    ``evaluate(EvaluateConfig(...))`` or ``evaluate("SST-2", "runs/student", data_dir=...)``; ``model``
+    may be a loaded classifier (then give ``tokenizer``); ``dev`` rows replace the task's dev files.
+    Writes ``cfg.json_file`` when set.
+    """
+    given = model if model is not None and not isinstance(model, (str, Path)) else None
+    if isinstance(cfg, str):
+        name = model_name(given) if given is not None else str(model)
+        cfg = C.build(C.EvaluateConfig, None, task=cfg, model=name, **fields)
     data = load_task_data(
-        task,
-        data_dir,
+        cfg.task,
+        cfg.data_dir,
         None,
-        dev_file,
-        text_columns,
-        label_column,
-        model_labels=_model_labels(model) if task.lower() == "custom" else None,
+        cfg.dev_file,
+        cfg.text_columns,
+        cfg.label_column,
+        model_labels=_model_labels(cfg.model) if cfg.task.lower() == "custom" and given is None else None,
         need_train=False,
+        need_dev=dev is None,
     )
-    tokenizer = load_tokenizer(model)
-    clf = load_classifier(model, data.spec)
+    if dev is not None:
+        data.dev = {"dev": as_examples(dev, data.spec)}
+    tokenizer = tokenizer or load_tokenizer(cfg.model)
+    clf = given if given is not None else load_classifier(cfg.model, data.spec)
     if clf.config.num_labels != data.spec.num_labels:
         raise TinyDistillError(
-            f"model {model} has {clf.config.num_labels} outputs, task needs {data.spec.num_labels}"
+            f"model {cfg.model} has {clf.config.num_labels} outputs, task needs {data.spec.num_labels}"
         )
-    dev = {s: subsample(ex, max_eval_samples, seed) for s, ex in data.dev.items()}
-    return run_evaluation(
-        clf, tokenizer, data.spec, dev, max_seq_length or data.spec.max_seq_length, batch_size
-    )
+    rows = {s: subsample(ex, cfg.max_eval_samples, cfg.seed) for s, ex in data.dev.items()}
+    length = cfg.max_seq_length or data.spec.max_seq_length
+    result = run_evaluation(clf.eval(), tokenizer, data.spec, rows, length, cfg.batch_size)
+    if cfg.json_file:
+        Path(cfg.json_file).parent.mkdir(parents=True, exist_ok=True)
+        _write_json(Path(cfg.json_file), {**result.metrics, **result.record()})
+    return result
 
 
-def prune(
-    teacher: str,
-    output: str,
-    shape: str = "tinybert-4l-312",
-    task: str | None = None,
-    data_dir: str | None = None,
-    train_file: str | None = None,
-    text_columns: list[str] | None = None,
-    label_column: str = "label",
-    corpus: str | None = None,
-    calibration_samples: int = DEFAULT_CALIBRATION_SAMPLES,
-    layer_map_spec: str = "uniform",
-    max_seq_length: int | None = None,
-    seed: int = 42,
-) -> dict[str, Any]:
-    """Cut ``teacher`` down to ``shape`` (see :mod:`tinydistill.models.prune`) and save it to ``output``.
+def _calibration(cfg: C.PruneConfig, teacher: Any, tokenizer: Any) -> tuple[Any, list]:
+    """The model to prune and its calibration batches: task rows (as a classifier) or corpus text."""
+    if cfg.task is not None:
+        data = load_task_data(
+            cfg.task, cfg.data_dir, cfg.train_file, None, cfg.text_columns, cfg.label_column, need_dev=False
+        )
+        model = teacher if teacher is not None else load_classifier(cfg.teacher, data.spec)
+        length = min(
+            cfg.max_seq_length or data.spec.max_seq_length, _position_limit(model, tokenizer=tokenizer)
+        )
+        return model, task_batches(
+            data.train, tokenizer, data.spec, length, cfg.calibration_samples, cfg.seed
+        )
+    if teacher is None:
+        from transformers import AutoModel
+
+        try:
+            teacher = AutoModel.from_pretrained(resolve_model_path(cfg.teacher))
+        except (OSError, ValueError) as exc:
+            raise TinyDistillError(f"cannot load model '{cfg.teacher}': {str(exc).splitlines()[0]}") from exc
+    return teacher, list(corpus_batches(cfg.corpus, cfg.calibration_samples, cfg.seed))
+
+
+def prune(cfg: C.PruneConfig, *, teacher: Any = None, tokenizer: Any = None) -> dict[str, Any]:
+    """Cut the teacher down to ``cfg.shape`` (see :mod:`tinydistill.models.prune`) and save it to ``output``.
 
     Calibration rows: the task's train rows (``task``, ``data_dir``/``train_file``) or a prepared
     ``corpus``. With a task the teacher is loaded as its classifier (head kept and cut); with a corpus
-    only as an encoder.
+    only as an encoder. ``teacher`` / ``tokenizer`` (objects) replace loading ``cfg.teacher``.
     """
-    from transformers import AutoModel
-
-    if (task is None) == (corpus is None):
-        raise TinyDistillError("give calibration data: --task (with --data-dir or --train-file) or --corpus")
-    target = load_shape(shape)
-    tokenizer = load_tokenizer(teacher)
+    if teacher is not None:
+        cfg = dataclasses.replace(cfg, teacher=model_name(teacher))
+    target = load_shape(cfg.shape)
+    tokenizer = tokenizer or load_tokenizer(cfg.teacher)
     began = time.time()
-    if task is not None:
-        data = load_task_data(task, data_dir, train_file, None, text_columns, label_column, need_dev=False)
-        model = load_classifier(teacher, data.spec)
-        length = min(max_seq_length or data.spec.max_seq_length, _position_limit(model, tokenizer=tokenizer))
-        batches = task_batches(data.train, tokenizer, data.spec, length, calibration_samples, seed)
-    else:
-        try:
-            model = AutoModel.from_pretrained(resolve_model_path(teacher))
-        except (OSError, ValueError) as exc:
-            raise TinyDistillError(f"cannot load model '{teacher}': {str(exc).splitlines()[0]}") from exc
-        batches = list(corpus_batches(corpus, calibration_samples, seed))
+    model, batches = _calibration(cfg, teacher, tokenizer)
     model.eval()
     target_config(model.config, target)  # impossible shapes fail before any work
     n_layers = target.get("num_hidden_layers", model.config.num_hidden_layers)
-    layers = layer_map(parse_layer_map(layer_map_spec), n_layers, model.config.num_hidden_layers)
-    student, plan = pruned_student(model, target, batches, layers, teacher)
-    plan.calibration.update(samples=calibration_samples, source=corpus or task, seed=seed)
-    out = Path(output)
+    layers = layer_map(parse_layer_map(cfg.layer_map), n_layers, model.config.num_hidden_layers)
+    student, plan = pruned_student(model, target, batches, layers, cfg.teacher)
+    plan.calibration.update(samples=cfg.calibration_samples, source=cfg.corpus or cfg.task, seed=cfg.seed)
+    out = Path(cfg.output)
     save_model(student.eval(), tokenizer, out)
     plan.save(out)
     t_params, s_params = count_params(model), count_params(student)
@@ -476,3 +511,84 @@ def prune(
         "hidden_size": len(plan.hidden),
         "seconds": round(time.time() - began, 1),
     }
+
+
+# ----------------------------------------------------------------------------- the other commands
+# Each takes its config from :mod:`tinydistill.config`; the feature modules load on first use.
+
+
+def general(cfg: C.GeneralConfig) -> dict[str, Any]:
+    """General distillation on a prepared corpus (:func:`tinydistill.training.general.general`)."""
+    from tinydistill.training.general import general as run
+
+    return run(cfg)
+
+
+def prepare_corpus(cfg: C.CorpusConfig) -> dict[str, Any]:
+    """Raw text -> packed shards + manifest (:func:`tinydistill.corpus.prepare_corpus`)."""
+    from tinydistill.corpus import prepare
+
+    return prepare(cfg)
+
+
+def augment(cfg: C.AugmentConfig) -> dict[str, Any]:
+    """An augmented train file (or ``merge`` of shard files); returns counts and timings."""
+    from tinydistill.augmentation.runner import augment_task, merge_shards
+
+    if cfg.merge:
+        rows = (cfg.train_file, cfg.text_columns, cfg.label_column)
+        return merge_shards(cfg.task, cfg.merge, cfg.output, *rows)
+    return augment_task(cfg)
+
+
+def mlm_head(cfg: C.MLMHeadConfig) -> dict[str, Any]:
+    """A masked-LM head trained on an encoder (:func:`tinydistill.augmentation.mlm_head.train_mlm_head`)."""
+    from tinydistill.augmentation.mlm_head import train_mlm_head
+
+    return train_mlm_head(cfg)
+
+
+def export(cfg: C.ExportConfig) -> dict[str, Any]:
+    """ONNX (+ int8) export checked against PyTorch (:func:`tinydistill.deploy.export.export_model`)."""
+    from tinydistill.deploy.export import export_model
+
+    return export_model(
+        cfg.model, cfg.output, quantize=cfg.quantize, optimize=cfg.optimize, task=cfg.task,
+        data_dir=cfg.data_dir, atol=cfg.atol, threads=cfg.threads, weight_type=cfg.weight_type,
+        per_channel=cfg.per_channel, fmt=cfg.fmt,
+    )  # fmt: skip
+
+
+def bench(cfg: C.BenchConfig) -> dict[str, Any]:
+    """Size, latency and throughput side by side (:func:`tinydistill.deploy.bench.bench`)."""
+    from tinydistill.deploy.bench import bench as run
+    from tinydistill.deploy.bench import write_json
+
+    result = run(
+        cfg.models, cfg.backend, cfg.batch_sizes, seq_len=cfg.seq_len, threads=cfg.threads,
+        warmup=cfg.warmup, repeats=cfg.repeats, device=cfg.device, names=cfg.names, task=cfg.task,
+        data_dir=cfg.data_dir, max_eval_samples=cfg.max_eval_samples, cache_dir=cfg.cache_dir,
+    )  # fmt: skip
+    if cfg.json_file:
+        write_json(result, cfg.json_file)
+    return result
+
+
+def predict(cfg: C.PredictConfig) -> dict[str, Any]:
+    """Batched inference over a file (:func:`tinydistill.deploy.predict.predict_file`)."""
+    from tinydistill.deploy.predict import predict_file
+
+    return predict_file(
+        cfg.model, cfg.input_file, cfg.output_file, text_columns=cfg.text_columns, batch_size=cfg.batch_size,
+        max_seq_length=cfg.max_seq_length, backend=cfg.backend, threads=cfg.threads, cache_dir=cfg.cache_dir,
+    )  # fmt: skip
+
+
+def report(cfg: C.ReportConfig) -> dict[str, Any]:
+    """Markdown teacher-vs-student report with plots (:func:`tinydistill.deploy.report.build_report`)."""
+    from tinydistill.deploy.report import build_report
+
+    return build_report(
+        cfg.run_dirs, cfg.output, bench_files=cfg.bench_files, seq_len=cfg.seq_len, threads=cfg.threads,
+        repeats=cfg.repeats,
+    )  # fmt: skip

@@ -1,152 +1,621 @@
-"""Run configurations: dataclasses, loaded from YAML, overridden by flags, resolved per task.
+"""Every command's options, in one place: one dataclass per command, loaded from YAML, overridden by flags.
 
-``None`` means "use the task's default" (epochs, learning rate, sequence length, batch size
-come from the GLUE registry); :func:`resolve` fills them in so the config written to a run dir
-is complete and repeatable.
+A field is declared once, with :func:`opt` (default, help, flag names); the ``tinydistill`` CLI
+generates its flags from these fields (:mod:`tinydistill.cli`), ``--config FILE`` fills them from
+YAML, and the Python API takes the same dataclasses (or their fields as keyword arguments).
+Precedence: field default < recipe (``distill``) < config file < explicit flags / keyword arguments.
+
+``None`` in a run config means "the task's default" (epochs, learning rate, length, batch size come
+from the GLUE registry); the run writes its resolved config to ``config.yaml`` so it can be rerun.
+This module imports nothing heavy: ``tinydistill --help`` reads it.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+import typing
+from dataclasses import MISSING, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from tinydistill.coerce import coerce
 from tinydistill.errors import TinyDistillError
 
-
-@dataclass
-class RunConfig:
-    """Data and optimisation settings shared by every command."""
-
-    task: str = "SST-2"
-    data_dir: str | None = None
-    output: str = "runs/out"
-    train_file: str | None = None
-    dev_file: str | None = None
-    text_columns: list[str] | None = None
-    label_column: str = "label"
-    max_train_samples: int | None = None
-    max_eval_samples: int | None = None
-    max_seq_length: int | None = None
-    epochs: float | None = None
-    max_steps: int | None = None
-    batch_size: int | None = None
-    eval_batch_size: int = 64
-    learning_rate: float | None = None
-    weight_decay: float = 0.01
-    warmup_ratio: float = 0.1
-    max_grad_norm: float = 1.0
-    eval_every: int | None = None
-    logging_steps: int = 20
-    seed: int = 42
-    mixed_precision: str | None = None
-
-
-@dataclass
-class FinetuneConfig(RunConfig):
-    model: str = "all-MiniLM-L6-v2"
-    output: str = "runs/teacher"
-
-
-@dataclass
-class DistillConfig(RunConfig):
-    """Task distillation. Without ``stages``: TinyBERT (step 1 intermediate layers, step 2 prediction
-    layer, weighted by ``weights``). A recipe (``--recipe``) sets ``stages`` (see
-    :mod:`tinydistill.training.schedule`), ``term_options`` and ``perturbation``."""
-
-    teacher: str = ""
-    output: str = "runs/student"
-    student: str = "tinybert-4l-312"
-    # where a student given as a shape starts: auto (= pruned from the teacher when it can be), pruned, random
-    start: str = "auto"
-    calibration_samples: int = 512  # task rows that rank the teacher's units when pruning
-    stage: str = "all"  # all, or the name of one stage to run (intermediate | prediction by default)
-    method: str = "tinybert"  # a label for the method (recipes set it)
-    layer_map: str = "uniform"
-    init_from_teacher: bool = False
-    temperature: float = 1.0
-    hidden_proj_shared: bool = True
-    # weights of the loss terms of step 1 and step 2
-    weights: dict[str, float] = field(
-        default_factory=lambda: {"embedding": 1.0, "hidden": 1.0, "attention": 1.0, "prediction": 1.0}
-    )
-    # per-step settings; epochs/max_steps None fall back to --epochs/--max-steps (task default).
-    # Learning rates: the paper uses 5e-5 / 3e-5 after general distillation; a randomly
-    # initialised student needs a larger step, so the defaults are 1e-4 / 5e-5.
-    intermediate_epochs: float | None = None
-    prediction_epochs: float | None = None
-    intermediate_lr: float | None = None
-    prediction_lr: float | None = None
-    intermediate_max_steps: int | None = None
-    prediction_max_steps: int | None = None
-    # recipe settings: stages (None = TinyBERT from `weights`), options per loss term, gradient perturbation
-    stages: list[dict[str, Any]] | None = None
-    term_options: dict[str, dict[str, Any]] = field(default_factory=dict)
-    perturbation: dict[str, Any] = field(default_factory=lambda: {"enabled": False, "epsilon": 1.0})
-
-
-@dataclass
-class GeneralConfig:
-    """General distillation (TinyBERT stage 1) on a prepared corpus; see :mod:`tinydistill.general`."""
-
-    teacher: str = "all-MiniLM-L6-v2"  # pre-trained, not fine-tuned
-    student: str = "tinybert-4l-312"
-    corpus: str = ""  # a dir written by `tinydistill corpus`
-    output: str = "runs/general"
-    max_steps: int | None = None  # or epochs (over the corpus); one of them is required
-    epochs: float | None = None
-    batch_size: int = 32
-    learning_rate: float = 1e-4
-    weight_decay: float = 0.01
-    warmup_ratio: float = 0.1
-    max_grad_norm: float = 1.0
-    save_every: int = 500
-    keep_checkpoints: int = 2
-    logging_steps: int = 20
-    seed: int = 42
-    layer_map: str = "uniform"
-    hidden_proj_shared: bool = True
-    weights: dict[str, float] = field(
-        default_factory=lambda: {"embedding": 1.0, "hidden": 1.0, "attention": 1.0}
-    )
-    # student AMP (accelerate): None = bf16 on a bf16-capable GPU, else no
-    mixed_precision: str | None = None
-    # teacher forward: auto = bf16 where the hardware computes it natively (CUDA, CPU with AVX512-BF16/AMX)
-    teacher_precision: str = "auto"
-    resume: bool = False
-
-
-GENERAL_TERMS = ("embedding", "hidden", "attention")
-# settings that must not change between a run and its --resume (the rest may)
-GENERAL_RUN_KEYS = (
-    "teacher",
-    "student",
-    "corpus",
-    "max_steps",
-    "epochs",
-    "batch_size",
-    "learning_rate",
-    "weight_decay",
-    "warmup_ratio",
-    "max_grad_norm",
-    "seed",
-    "layer_map",
-    "hidden_proj_shared",
-    "weights",
-    "mixed_precision",
-    "teacher_precision",
-)
-
-STAGES = ("intermediate", "prediction", "all")
-DEFAULT_WEIGHTS = {"embedding": 1.0, "hidden": 1.0, "attention": 1.0, "prediction": 1.0}
+RECIPE_DIR = Path(__file__).resolve().parent / "recipes"
+OPTIMIZERS = ("adamw", "adam", "sgd", "adafactor")
+# names transformers.get_scheduler takes (warm-up from warmup_ratio, decay over the stage's steps)
+SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup")
+# accelerate trackers ("none": no metric logger)
+LOGGERS = ("tensorboard", "wandb", "mlflow", "comet_ml", "aim", "clearml", "dvclive", "none")
+PRECISIONS = (None, "no", "fp16", "bf16")
 # mappings merged key by key across defaults < recipe < config file < flags (others are replaced)
 DEEP_KEYS = ("perturbation", "term_options")
 # a stage's own value in a recipe is a default: an explicit flag of the same name overrides it
 STAGE_OVERRIDABLE = ("learning_rate", "epochs", "max_steps")
-RECIPE_DIR = Path(__file__).resolve().parents[2] / "recipes"
+
+
+@dataclass(frozen=True)
+class Flag:
+    """An extra command-line flag that sets one key of a mapping field (``--perturb`` -> perturbation)."""
+
+    name: str
+    decl: str
+    type: type
+    key: str
+    help: str = ""
+
+
+def opt(
+    default: Any = MISSING,
+    help: str = "",
+    *,
+    flags: tuple[str, ...] = (),
+    factory: Any = MISSING,
+    cli: bool = True,
+    required: bool = False,
+    positional: bool = False,
+    repeat: bool = False,
+    split: bool = True,
+    extra: tuple[Flag, ...] = (),
+) -> Any:
+    """A config field and its command-line form.
+
+    ``flags``: names (default ``--field-name``; for bools ``--x/--no-x``); ``cli=False``: config file
+    only; ``required``: must come from a flag or the config file; ``positional``: also taken as
+    arguments; ``repeat``: a list flag given several times (else a comma list); ``split``: list items
+    are split on commas; ``extra``: flags that set keys of a mapping field.
+    """
+    meta = dict(
+        help=help, flags=flags, cli=cli, required=required, positional=positional,
+        repeat=repeat, split=split, extra=extra,
+    )  # fmt: skip
+    if factory is not MISSING:
+        return field(default_factory=factory, metadata=meta)
+    return field(default=None if default is MISSING else default, metadata=meta)
+
+
+def _check_positive(cfg: Any, *names: str) -> None:
+    for name in names:
+        value = getattr(cfg, name)
+        if value is not None and value <= 0:
+            raise TinyDistillError(f"{name} must be positive, got {value}")
+
+
+def _check_choice(name: str, value: Any, choices: tuple) -> None:
+    if value not in choices:
+        shown = ", ".join(str(c) for c in choices if c is not None)
+        raise TinyDistillError(f"{name} must be one of {shown}, got {value!r}")
+
+
+def _check_required(cfg: Any) -> None:
+    for f in dataclasses.fields(cfg):
+        if f.metadata.get("required") and getattr(cfg, f.name) in (None, "", []):
+            flag = (f.metadata.get("flags") or (f"--{f.name.replace('_', '-')}",))[0].split("/")[0]
+            raise TinyDistillError(f"missing {flag} (or '{f.name}:' in the --config file)")
+
+
+class Checked:
+    """Base of the command configs: ``check`` validates a built config (one-line errors)."""
+
+    def check(self) -> None:
+        _check_required(self)
+
+
+# ----------------------------------------------------------------------------- training runs
+
+TASK_HELP = "GLUE task (SST-2, sst2, MRPC, ...) or 'custom'."
+
+
+@dataclass
+class TrainOptions(Checked):
+    """Optimisation settings every trainer shares (finetune, distill, general)."""
+
+    learning_rate: float | None = opt(
+        None, "Peak LR [the task's / the stage's].", flags=("--learning-rate", "--lr")
+    )
+    weight_decay: float = opt(0.01, "AdamW weight decay (not on biases and LayerNorm).")
+    warmup_ratio: float = opt(0.1, "Share of the steps spent warming the LR up.")
+    max_grad_norm: float = opt(1.0, "Gradient clipping norm.")
+    logging_steps: int = opt(20, "Log the losses every N steps.")
+    seed: int = opt(42, "Seed of the data order, subsets and new weights.")
+    mixed_precision: str | None = opt(None, "no | bf16 | fp16 [bf16 on GPUs that have it].")
+    optimizer: str = opt("adamw", f"Optimizer: {' | '.join(OPTIMIZERS)}.")
+    scheduler: str = opt("linear", f"LR schedule after warm-up: {' | '.join(SCHEDULERS)}.")
+    logger: str = opt("tensorboard", f"Metric logger (under OUTPUT/logs): {' | '.join(LOGGERS)}.")
+
+    def check(self) -> None:
+        super().check()
+        _check_positive(self, "learning_rate", "logging_steps")
+        if not 0 <= self.warmup_ratio < 1:
+            raise TinyDistillError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
+        _check_choice("mixed_precision", self.mixed_precision, PRECISIONS)
+        _check_choice("optimizer", self.optimizer, OPTIMIZERS)
+        _check_choice("scheduler", self.scheduler, SCHEDULERS)
+        _check_choice("logger", self.logger, LOGGERS)
+
+
+@dataclass
+class DataOptions(Checked):
+    """Where a task's rows come from: GLUE layout (``--data-dir``), custom files, or the HF hub."""
+
+    task: str = opt("SST-2", TASK_HELP, required=True)
+    data_dir: str | None = opt(None, "GLUE root with <TASK>/{train,dev}.tsv; omit for HF datasets.")
+    train_file: str | None = opt(None, "Train file replacing the task's train split.")
+    dev_file: str | None = opt(None, "Dev file (custom tasks).")
+    text_columns: list[str] | None = opt(None, "Comma-separated text column names.")
+    label_column: str = opt("label", "Label column name.")
+
+
+@dataclass
+class RunConfig(TrainOptions, DataOptions):
+    """Data and optimisation settings of a task run (finetune, distill)."""
+
+    output: str = opt("runs/out", "Run directory (model, config, metrics, logs).")
+    max_train_samples: int | None = opt(None, "Use a seeded random subset of the train rows.")
+    max_eval_samples: int | None = opt(None, "Use a seeded random subset of the dev rows.")
+    max_seq_length: int | None = opt(None, "Token limit per row [the task's].")
+    epochs: float | None = opt(None, "Passes over the train rows [the task's].")
+    max_steps: int | None = opt(None, "Cap optimizer steps (per stage).")
+    batch_size: int | None = opt(None, "Rows per step [the task's].")
+    eval_batch_size: int = opt(64, "Rows per evaluation forward.")
+    eval_every: int | None = opt(None, "Evaluate every N steps [once per epoch].")
+
+    def check(self) -> None:
+        super().check()
+        _check_positive(
+            self, "max_train_samples", "max_eval_samples", "max_seq_length", "epochs", "max_steps",
+            "batch_size", "eval_batch_size", "eval_every",
+        )  # fmt: skip
+
+
+@dataclass
+class FinetuneConfig(RunConfig):
+    """Fine-tune a teacher; keeps the best-on-dev checkpoint (HF format) in --output."""
+
+    model: str = opt("all-MiniLM-L6-v2", "HF encoder dir or hub id.")
+    output: str = opt("runs/teacher", "Run directory (model, config, metrics, logs).")
+
+
+@dataclass
+class DistillConfig(RunConfig):
+    """Task distillation with a method recipe: TinyBERT (tinybert4: step 1 intermediate layers, step 2
+    prediction layer) by default; LRC-BERT, Hinton KD, BERT-PKD, CRD, TinyBERT-6 by --recipe."""
+
+    teacher: str = opt("", "Fine-tuned teacher dir.", required=True)
+    student: str = opt("tinybert-4l-312", "Preset, checkpoint dir, or config.json.")
+    output: str = opt("runs/student", "Run directory (model, config, metrics, logs).")
+    recipe: str = opt("tinybert4", "Method recipe: a shipped name (tinydistill recipes) or a YAML file.")
+    stage: str = opt("all", "all, or one stage of the recipe (tinybert4: intermediate | prediction).")
+    start: str = opt(
+        "auto",
+        "Start of a student given as a shape: auto (pruned from the teacher when it fits), pruned, random.",
+    )
+    calibration_samples: int = opt(512, "Task rows that rank the teacher's units when pruning.")
+    method: str = opt("tinybert4", "A label for the method (recipes set it).", cli=False)
+    layer_map: str = opt("uniform", "Student layer -> teacher layer: uniform | top | bottom | '3,6,9,12'.")
+    init_from_teacher: bool = opt(False, "Copy the mapped teacher layers into the student.")
+    temperature: float = opt(1.0, "Softmax temperature of the prediction losses.")
+    hidden_proj_shared: bool = opt(
+        True,
+        "One W_h for all layers, or one per layer.",
+        flags=("--shared-projection/--per-layer-projection",),
+    )
+    # per-stage settings for the stages named intermediate / prediction (TinyBERT's steps)
+    intermediate_epochs: float | None = opt(None, "Epochs of the stage 'intermediate'.")
+    prediction_epochs: float | None = opt(None, "Epochs of the stage 'prediction'.")
+    intermediate_lr: float | None = opt(None, "LR of the stage 'intermediate' [recipe: 1e-4].")
+    prediction_lr: float | None = opt(None, "LR of the stage 'prediction' [recipe: 5e-5].")
+    intermediate_max_steps: int | None = opt(None, "Step cap of the stage 'intermediate'.")
+    prediction_max_steps: int | None = opt(None, "Step cap of the stage 'prediction'.")
+    # the method: stages of weighted loss terms (from the recipe), options per term, gradient perturbation
+    stages: list[dict[str, Any]] | None = opt(None, cli=False)
+    term_options: dict[str, dict[str, Any]] = opt(factory=dict, cli=False)
+    perturbation: dict[str, Any] = opt(
+        factory=lambda: {"enabled": False, "epsilon": 1.0},
+        cli=False,
+        extra=(
+            Flag(
+                "perturb",
+                "--perturb/--no-perturb",
+                bool,
+                "enabled",
+                "Gradient perturbation of the embeddings.",
+            ),
+            Flag("perturb_epsilon", "--perturb-epsilon", float, "epsilon", "Size of the perturbation."),
+        ),
+    )
+
+    def check(self) -> None:
+        super().check()
+        _check_choice("start", self.start, ("auto", "pruned", "random"))
+        if self.start == "pruned" and self.init_from_teacher:
+            raise TinyDistillError("--start pruned and --init-from-teacher exclude each other")
+        _check_positive(
+            self, "calibration_samples", "intermediate_epochs", "prediction_epochs", "intermediate_lr",
+            "prediction_lr", "intermediate_max_steps", "prediction_max_steps",
+        )  # fmt: skip
+        if self.temperature <= 0:
+            raise TinyDistillError(f"temperature must be positive, got {self.temperature}")
+        check_method(self)
+
+
+def check_method(cfg: DistillConfig) -> None:
+    """Stages, term names, term options and perturbation settings (imports the loss registry)."""
+    from tinydistill.losses.common import parse_options
+    from tinydistill.training.perturb import PerturbOptions
+    from tinydistill.training.schedule import parse_stages
+    from tinydistill.training.terms import check_term_names, parse_term_options
+
+    if cfg.stages is None:
+        raise TinyDistillError(f"recipe {cfg.recipe} has no 'stages'")
+    stages = parse_stages(cfg.stages)
+    for stage in stages:
+        for phase in stage.phases:
+            check_term_names(phase.terms, f"stage '{stage.name}'")
+    names = [s.name for s in stages]
+    if cfg.stage != "all" and cfg.stage not in names:
+        raise TinyDistillError(
+            f"--stage must be 'all' or one of the recipe's stages {names}, got '{cfg.stage}'"
+        )
+    if not isinstance(cfg.term_options, dict):
+        raise TinyDistillError("term_options must be a mapping of term: {option: value}")
+    parse_term_options(cfg.term_options)
+    if not isinstance(cfg.perturbation, dict):
+        raise TinyDistillError("perturbation must be a mapping {enabled: bool, epsilon: float}")
+    parse_options(PerturbOptions, cfg.perturbation, "perturbation")
+
+
+GENERAL_TERMS = ("embedding", "hidden", "attention")
+
+
+@dataclass
+class GeneralConfig(TrainOptions):
+    """General distillation (TinyBERT stage 1): embedding + hidden + attention losses on a prepared corpus."""
+
+    teacher: str = opt("all-MiniLM-L6-v2", "Pre-trained (not fine-tuned) encoder.")
+    student: str = opt("tinybert-4l-312", "Preset or config-only dir.")
+    corpus: str = opt("", "Dir prepared by tinydistill corpus.", required=True)
+    output: str = opt("runs/general", "Run directory (checkpoints, model, metrics).")
+    max_steps: int | None = opt(None, "Optimizer steps (or --epochs).")
+    epochs: float | None = opt(None, "Passes over the corpus (or --max-steps).")
+    batch_size: int = opt(32, "Sequences per step.")
+    learning_rate: float = opt(1e-4, "Peak LR.", flags=("--learning-rate", "--lr"))
+    save_every: int = opt(500, "Checkpoint every N steps.")
+    keep_checkpoints: int = opt(2, "Newest checkpoints kept.")
+    layer_map: str = opt("uniform", "Student layer -> teacher layer: uniform | top | bottom | '2,4,6'.")
+    hidden_proj_shared: bool = opt(
+        True,
+        "One W_h for all layers, or one per layer.",
+        flags=("--shared-projection/--per-layer-projection",),
+    )
+    weights: dict[str, float] = opt(factory=lambda: dict.fromkeys(GENERAL_TERMS, 1.0), cli=False)
+    teacher_precision: str = opt("auto", "Teacher forward: auto (bf16 where native) | fp32 | bf16.")
+    resume: bool = opt(False, "Continue from the newest checkpoint.", flags=("--resume",))
+
+    def check(self) -> None:
+        super().check()
+        if not self.teacher:
+            raise TinyDistillError("a teacher model is required (--teacher MODEL)")
+        if self.max_steps is None and self.epochs is None:
+            raise TinyDistillError("give --max-steps or --epochs")
+        _check_positive(self, "max_steps", "epochs", "batch_size", "save_every", "keep_checkpoints")
+        _check_choice("teacher_precision", self.teacher_precision, ("auto", "fp32", "bf16"))
+        bad = sorted(set(self.weights) - set(GENERAL_TERMS))
+        if bad:
+            raise TinyDistillError(
+                f"general distillation uses only {', '.join(GENERAL_TERMS)} losses; "
+                f"unknown weight(s): {', '.join(bad)}"
+            )
+        if not any(self.weights.get(k) for k in GENERAL_TERMS):
+            raise TinyDistillError("no loss term has a non-zero weight")
+
+
+# settings that must not change between a general run and its --resume (the rest may)
+GENERAL_RUN_KEYS = (
+    "teacher", "student", "corpus", "max_steps", "epochs", "batch_size", "learning_rate", "weight_decay",
+    "warmup_ratio", "max_grad_norm", "seed", "layer_map", "hidden_proj_shared", "weights", "mixed_precision",
+    "teacher_precision", "optimizer", "scheduler",
+)  # fmt: skip
+
+
+# ----------------------------------------------------------------------------- other commands
+
+
+@dataclass
+class PruneConfig(Checked):
+    """Structured pruning of a teacher to a student shape (depth, heads, head size, FFN, hidden width),
+    ranked by activation importance on calibration rows: the cheap start for `distill --student DIR`."""
+
+    teacher: str = opt("", "Trained encoder (fine-tuned or pre-trained).", required=True)
+    output: str = opt("", "Directory of the pruned student (HF format).", required=True)
+    shape: str = opt("tinybert-4l-312", "Preset (tinybert-4l-312, ...) or a JSON file of HF config keys.")
+    task: str | None = opt(None, "Calibrate on this task's train rows.")
+    data_dir: str | None = opt(None, "GLUE root with <TASK>/train.tsv; omit for HF datasets.")
+    train_file: str | None = opt(None, "Train file replacing the task's train split.")
+    text_columns: list[str] | None = opt(None, "Comma-separated text column names.")
+    label_column: str = opt("label", "Label column name.")
+    corpus: str | None = opt(None, "Calibrate on a prepared corpus (tinydistill corpus).")
+    calibration_samples: int = opt(512, "Rows (or corpus sequences) that rank the units.")
+    layer_map: str = opt("uniform", "Kept teacher layers: uniform | top | bottom | '2,4,6'.")
+    max_seq_length: int | None = opt(None, "Token limit per row [the task's].")
+    seed: int = opt(42, "Seed of the calibration sample.")
+
+    def check(self) -> None:
+        super().check()
+        _check_positive(self, "calibration_samples", "max_seq_length")
+        if (self.task is None) == (self.corpus is None):
+            raise TinyDistillError(
+                "give calibration data: --task (with --data-dir or --train-file) or --corpus"
+            )
+
+
+@dataclass
+class EvaluateConfig(DataOptions):
+    """Print the task's metric(s) on dev, beside the trivial baseline."""
+
+    model: str = opt("", "Saved model dir.", required=True)
+    max_seq_length: int | None = opt(None, "Token limit per row [the task's].")
+    batch_size: int = opt(64, "Rows per forward.")
+    max_eval_samples: int | None = opt(None, "Use a seeded random subset of the dev rows.")
+    seed: int = opt(42, "Seed of the dev subset.")
+    json_file: str | None = opt(None, "Also write the metrics as JSON.", flags=("--json",))
+
+    def check(self) -> None:
+        super().check()
+        _check_positive(self, "max_seq_length", "batch_size", "max_eval_samples")
+
+
+# Caps that keep the default main job under ~20 minutes on 2 CPU cores; --full lifts them.
+QUICK = {
+    "max_train_samples": 8000,
+    "teacher_epochs": 2.0,
+    "intermediate_epochs": 2.0,
+    "prediction_epochs": 2.0,
+}
+
+
+@dataclass
+class PipelineConfig(Checked):
+    """Main job: fine-tune the teacher, distill a student, print the teacher-vs-student table.
+
+    Without --full, the train set and epochs are capped (QUICK) so it finishes in minutes on a CPU."""
+
+    task: str = opt("SST-2", TASK_HELP)
+    data_dir: str | None = opt(None, "GLUE root [../shared/data/glue when it exists; else the HF hub].")
+    output: str = opt("runs/main", "Run directory (teacher/, student/, summary.md).")
+    teacher: str = opt("all-MiniLM-L6-v2", "Pre-trained encoder to fine-tune.")
+    student: str = opt("tinybert-4l-312", "Student preset, checkpoint dir or config.json.")
+    full: bool = opt(False, "Whole train set, the task's epochs (no caps).", flags=("--full",))
+    max_train_samples: int | None = opt(None, "Train rows [8000 without --full].")
+    teacher_epochs: float | None = opt(None, "Teacher epochs [2 without --full].")
+    teacher_lr: float | None = opt(1e-4, "Teacher fine-tuning LR (1e-4 suits MiniLM).")
+    student_lr: float | None = opt(None, "Distillation LR of both steps [1e-4 then 5e-5].")
+    intermediate_epochs: float | None = opt(None, "Epochs of the intermediate step [2 without --full].")
+    prediction_epochs: float | None = opt(None, "Epochs of the prediction step [2 without --full].")
+    max_steps: int | None = opt(None, "Cap optimizer steps (per stage).")
+    batch_size: int | None = opt(None, "Rows per step [the task's].")
+    max_seq_length: int | None = opt(None, "Token limit per row [the task's].")
+    seed: int = opt(42, "Seed of everything.")
+    allow_degenerate: bool = opt(
+        False, "Go on when the student is no better than the trivial baseline.", flags=("--allow-degenerate",)
+    )
+
+    def check(self) -> None:
+        super().check()
+        _check_positive(
+            self, "max_train_samples", "teacher_epochs", "teacher_lr", "student_lr", "intermediate_epochs",
+            "prediction_epochs", "max_steps", "batch_size", "max_seq_length",
+        )  # fmt: skip
+
+
+@dataclass
+class CorpusConfig(Checked):
+    """Prepare a general-distillation corpus: split sentences, tokenize, pack, write memory-mapped shards."""
+
+    input: list[str] = opt(
+        factory=list, help="Text file or dir (repeatable): plain, WikiExtractor, WikiText.", repeat=True,
+        split=False, required=True,
+    )  # fmt: skip
+    tokenizer: str = opt("", "The teacher (its fast tokenizer is used).", required=True)
+    output: str = opt("", "Dir for the shards and manifest.json.", required=True)
+    max_seq_length: int = opt(128, "Tokens per packed sequence.")
+    shard_size: int = opt(16384, "Sequences per shard file.")
+    workers: int = opt(0, "Tokenizer processes (0/1: in-process).")
+    fmt: str = opt("auto", "auto | plain | wikiextractor | wikitext", flags=("--format",))
+    max_files: int | None = opt(None, "Only the first N files.")
+    max_docs: int | None = opt(None, "Stop after N documents.")
+    overwrite: bool = opt(False, "Replace a corpus already in --output.", flags=("--overwrite",))
+
+    def check(self) -> None:
+        super().check()
+        _check_positive(self, "max_seq_length", "shard_size", "max_files", "max_docs")
+        _check_choice("format", self.fmt, ("auto", "plain", "wikiextractor", "wikitext"))
+
+
+@dataclass
+class AugmentConfig(Checked):
+    """TinyBERT data augmentation: write the task's train set plus N_a variants per example."""
+
+    task: str = opt("", TASK_HELP, required=True)
+    output: str = opt("", "Augmented train file (.tsv, the task's format).", required=True)
+    mlm: str | None = opt(None, "Masked LM dir or hub id (e.g. bert-base-uncased).")
+    data_dir: str | None = opt(None, "GLUE root with <TASK>/train.tsv; omit for HF datasets.")
+    train_file: str | None = opt(None, "Train file replacing the task's train split.")
+    text_columns: list[str] | None = opt(None, "Comma-separated text column names.")
+    label_column: str = opt("label", "Label column name.")
+    vectors: str | None = opt(
+        None, "GloVe/word2vec text file for multi-piece words (default: the MLM input embeddings)."
+    )
+    vocab_limit: int | None = opt(100_000, "Words read from --vectors.")
+    n_aug: int = opt(20, "Draws per sentence (N_a).")
+    candidates: int = opt(15, "Candidates per word (K).")
+    p: float = opt(0.4, "Replacement probability per word (p_t).")
+    seed: int = opt(42, "Seed of the draws.")
+    max_train_samples: int | None = opt(None, "Use a seeded random subset of the train rows.")
+    shard: str | None = opt(None, "i/n: augment the i-th of n slices (multi-process runs).")
+    merge: list[str] | None = opt(None, "Comma-separated shard files to concatenate into --output (no MLM).")
+    batch_rows: int = opt(256, "Masked rows per MLM forward.")
+    masks_per_row: str = opt(
+        "1",
+        "1 = the paper (one masked word per row); N, 'all' or e.g. 15% (of the row's tokens) mask several "
+        "words per row: fewer forwards, slightly different candidates.",
+    )
+    pair_context: bool = opt(
+        False, "MLM input '[CLS] masked [SEP] original [SEP]' (original script).", flags=("--pair-context",)
+    )
+    device: str | None = opt(None, "cpu, cuda, ... [cuda if present]")
+    dtype: str = opt("auto", "auto (bf16 where native: GPU, AVX512-BF16 CPU), float32, bfloat16")
+    progress: bool = opt(True, "Show a progress bar.")
+
+    def check(self) -> None:
+        super().check()
+        if not 0.0 <= self.p <= 1.0:
+            raise TinyDistillError(f"--p must be a probability in [0, 1], got {self.p}")
+        if self.n_aug < 0:
+            raise TinyDistillError(f"--n-aug must be >= 0, got {self.n_aug}")
+        if self.candidates < 1:
+            raise TinyDistillError(f"--candidates must be at least 1, got {self.candidates}")
+        if self.vocab_limit is not None and self.vocab_limit < 1:
+            raise TinyDistillError(f"--vocab-limit must be at least 1, got {self.vocab_limit}")
+        _check_positive(self, "batch_rows", "max_train_samples")
+        if Path(self.output).suffix.lower() != ".tsv":
+            raise TinyDistillError(f"--output must be a .tsv file (the task's format), got {self.output}")
+        if self.merge:
+            return
+        from tinydistill.augmentation.mlm_candidates import parse_masks_per_row
+
+        parse_masks_per_row(self.masks_per_row)
+        if not self.mlm:
+            raise TinyDistillError(
+                "augment needs --mlm MODEL: a masked LM dir or hub id (tinydistill mlm-head makes one)"
+            )
+
+
+@dataclass
+class MLMHeadConfig(Checked):
+    """Train a masked-LM head (tied to the input embeddings) on an encoder, for `tinydistill augment`."""
+
+    encoder: str = opt("", "Encoder dir, alias or hub id (no MLM head needed).", required=True)
+    corpus: list[str] = opt(
+        factory=list, help="Text files or dirs (plain, WikiText, WikiExtractor); repeatable.", repeat=True,
+        required=True,
+    )  # fmt: skip
+    output: str = opt("", "Masked LM dir to write.", required=True)
+    max_steps: int = opt(300, "Optimizer steps.")
+    batch_size: int = opt(32, "Chunks per step.")
+    max_seq_length: int = opt(128, "Tokens per chunk.")
+    learning_rate: float | None = opt(
+        None, "Default 1e-3 (head only), 1e-4 with --train-encoder.", flags=("--learning-rate", "--lr")
+    )
+    train_encoder: bool = opt(False, "Also train the encoder.", flags=("--train-encoder",))
+    eval_chunks: int = opt(64, "Held-out chunks for MLM accuracy.")
+    mlm_probability: float = opt(0.15, "Share of tokens masked.")
+    seed: int = opt(42, "Seed of the masks and the split.")
+    device: str | None = opt(None, "cpu, cuda, ... [cuda if present]")
+    progress: bool = opt(True, "Show a progress bar.")
+
+    def check(self) -> None:
+        super().check()
+        _check_positive(self, "max_steps", "batch_size", "max_seq_length", "learning_rate", "eval_chunks")
+
+
+THREADS_HELP = "CPU threads (torch and onnxruntime intra-op); default: all."
+CACHE_HELP = "Where on-the-fly ONNX exports go (default ~/.cache/tinydistill)."
+
+
+@dataclass
+class ExportConfig(Checked):
+    """Export to ONNX (dynamic batch/sequence axes), check it against PyTorch, optionally quantize."""
+
+    model: str = opt("", "Saved model dir (HF format).", required=True)
+    output: str = opt("", "Export dir (model.onnx, tokenizer, config).", required=True)
+    fmt: str = opt("onnx", "Export format.", flags=("--format",))
+    quantize: str | None = opt(None, "'int8': also write model.int8.onnx (dynamic quantization).")
+    optimize: bool = opt(False, "Offline onnxruntime transformer fusions.")
+    weight_type: str = opt("qint8", "int8 weights: qint8 or quint8.")
+    per_channel: bool = opt(False, "Per-channel int8 weight scales.", flags=("--per-channel",))
+    atol: float = opt(1e-3, "Max |onnx - torch| logit difference allowed.")
+    task: str | None = opt(None, "GLUE task whose dev rows check the export (e.g. SST-2).")
+    data_dir: str | None = opt(None, "GLUE root with <TASK>/dev.tsv.")
+    threads: int | None = opt(None, THREADS_HELP)
+
+
+@dataclass
+class BenchConfig(Checked):
+    """Size, latency and throughput of models side by side (+ dev metric per backend with --task)."""
+
+    models: list[str] = opt(
+        factory=list, help="Model dirs / export dirs / .onnx files: --models A B ...", repeat=True,
+        split=False, positional=True,
+    )  # fmt: skip
+    backend: str = opt("torch", "torch, onnx, onnx-int8, or a comma list of them.")
+    batch_sizes: str = opt("1,32", "Latency at the first, throughput at the last.")
+    seq_len: int = opt(128, "Tokens per row.")
+    threads: int | None = opt(None, THREADS_HELP)
+    device: str = opt("auto", "auto (CPU + CUDA when present), cpu, cuda.")
+    warmup: int = opt(3, "Untimed runs first.")
+    repeats: int = opt(20, "Timed runs at batch 1 (fewer for big batches).")
+    names: list[str] | None = opt(None, "Comma-separated display names.")
+    task: str | None = opt(None, "GLUE task whose dev set is scored per backend (e.g. SST-2).")
+    data_dir: str | None = opt(None, "GLUE root with <TASK>/dev.tsv.")
+    max_eval_samples: int | None = opt(None, "Use a seeded random subset of the dev rows.")
+    json_file: str | None = opt(None, "Also write the results as JSON.", flags=("--json",))
+    cache_dir: str | None = opt(None, CACHE_HELP)
+
+
+@dataclass
+class PredictConfig(Checked):
+    """Batched inference over a file: a label and class probabilities per row."""
+
+    model: str = opt("", "HF model dir, export dir or .onnx file.", required=True)
+    input_file: str = opt("", "TSV / CSV / JSONL file with a header.", flags=("--input",), required=True)
+    output_file: str = opt("", "Predictions (.tsv / .csv / .jsonl).", flags=("--output",), required=True)
+    text_columns: list[str] | None = opt(None, "e.g. sentence or sentence1,sentence2 (default: guess).")
+    backend: str = opt("auto", "auto, torch, onnx or onnx-int8.")
+    batch_size: int = opt(32, "Rows per forward.")
+    max_seq_length: int = opt(128, "Token limit per row.")
+    threads: int | None = opt(None, THREADS_HELP)
+    cache_dir: str | None = opt(None, CACHE_HELP)
+
+
+@dataclass
+class ReportConfig(Checked):
+    """Markdown teacher-vs-student table with loss curves and an accuracy-vs-latency plot."""
+
+    run_dirs: list[str] = opt(
+        factory=list, help="finetune / distill run dirs.", positional=True, split=False, required=True
+    )
+    output: str = opt("", "Report dir (report.md + PNGs).", required=True)
+    bench_files: list[str] | None = opt(
+        None, "Latencies (+ ONNX points) from 'tinydistill bench --json' files.", flags=("--bench",),
+        repeat=True, split=False,
+    )  # fmt: skip
+    seq_len: int = opt(128, "Tokens per row of the latency runs.")
+    threads: int | None = opt(None, THREADS_HELP)
+    repeats: int = opt(10, "Timed runs per model.")
+
+
+@dataclass
+class RecipesConfig(Checked):
+    """List the method recipes; `recipes show NAME` prints one, `recipes copy NAME FILE` starts your own."""
+
+    action: str = opt("list", "list | show | copy", positional=True)
+    name: str | None = opt(None, "Recipe name (show, copy).", positional=True)
+    file: str | None = opt(None, "Where `copy` writes the recipe.", positional=True)
+    dir: str | None = opt(None, "Also list the recipes (*.yaml) in this folder.")
+
+    def check(self) -> None:
+        super().check()
+        _check_choice("action", self.action, ("list", "show", "copy"))
+        if self.action != "list" and not self.name:
+            raise TinyDistillError(f"recipes {self.action} needs a recipe NAME (see: tinydistill recipes)")
+        if self.action == "copy" and not self.file:
+            raise TinyDistillError("recipes copy needs a target FILE: tinydistill recipes copy NAME FILE")
+
+
+# ----------------------------------------------------------------------------- loading
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:
@@ -162,51 +631,33 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     return data
 
 
-def _coerce(name: str, value: Any, annotation: str) -> Any:
-    """Convert YAML/CLI values to the field's type (YAML 1.1 reads ``1e-4`` as a string)."""
-    if value is None:
-        return None
-    kinds = [k.strip() for k in annotation.split("|")]
-    try:
-        if "float" in kinds and not isinstance(value, bool):
-            return float(value)
-        if "int" in kinds and not isinstance(value, bool):
-            if isinstance(value, float) and not value.is_integer():
-                raise ValueError(value)
-            return int(value)
-        if "bool" in kinds:
-            if isinstance(value, bool):
-                return value
-            if str(value).lower() in {"true", "yes", "1", "on"}:
-                return True
-            if str(value).lower() in {"false", "no", "0", "off"}:
-                return False
-            raise ValueError(value)
-        if "str" in kinds:
-            if isinstance(value, (dict, list)):
-                raise ValueError(value)
-            return str(value)
-        if annotation.startswith("list") and not isinstance(value, list):
-            return [str(v).strip() for v in str(value).split(",") if str(v).strip()]
-        if annotation.startswith("dict"):
-            if not isinstance(value, dict):
-                raise ValueError(value)
-            if annotation == "dict[str, float]":
-                return {str(k): float(v) for k, v in value.items()}
-    except (TypeError, ValueError):
-        raise TinyDistillError(f"config option {name}: {value!r} is not a valid {annotation}") from None
-    return value
+def shipped_recipes(extra_dir: str | Path | None = None) -> dict[str, Path]:
+    """Recipe name -> file: the ones in the package, then those of ``extra_dir``."""
+    found = {p.stem: p for p in sorted(RECIPE_DIR.glob("*.yaml"))}
+    if extra_dir:
+        found.update({p.stem: p for p in sorted(Path(extra_dir).glob("*.yaml"))})
+    return found
+
+
+def recipe_description(path: Path) -> str:
+    """The first comment line of a recipe file."""
+    for line in path.read_text().splitlines():
+        if line.startswith("#"):
+            return line.lstrip("# ").strip()
+    return ""
 
 
 def recipe_path(name: str | Path) -> Path:
-    """A recipe file, or the name of a shipped one (``lrcbert4`` -> ``recipes/lrcbert4.yaml``)."""
+    """A recipe file, or the name of a shipped one (``lrcbert4`` -> ``<package>/recipes/lrcbert4.yaml``)."""
     path = Path(name)
     if not path.exists() and path.suffix == "" and len(path.parts) == 1:
-        shipped = RECIPE_DIR / f"{path.name}.yaml"
-        if shipped.exists():
-            return shipped
-        known = ", ".join(sorted(p.stem for p in RECIPE_DIR.glob("*.yaml"))) or "none found"
+        shipped = shipped_recipes()
+        if path.name in shipped:
+            return shipped[path.name]
+        known = ", ".join(shipped) or "none found"
         raise TinyDistillError(f"recipe not found: {name} (a YAML file, or one of: {known})")
+    if not path.exists():
+        raise TinyDistillError(f"recipe not found: {name}")
     return path
 
 
@@ -223,162 +674,63 @@ def _merge(values: dict[str, Any], new: dict[str, Any]) -> None:
             values[key] = value
 
 
-def build(
-    cls: type[RunConfig] | type[GeneralConfig],
-    yaml_path: str | Path | list[str | Path | None] | None = None,
-    **overrides: Any,
-) -> RunConfig:
-    """Defaults < YAML file(s), in order (e.g. recipe, then config) < explicit (non-None) overrides.
+def _layers(cls: type, paths: list[str | Path | None], given: dict[str, Any]) -> list[dict[str, Any]]:
+    """The YAML layers under the flags: the recipe (for configs that have one), then the config files."""
+    files = [load_yaml(p) for p in paths if p]
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    if "recipe" not in fields:
+        return files
+    name = given.get("recipe") or next((f["recipe"] for f in reversed(files) if f.get("recipe")), None)
+    name = str(name or fields["recipe"].default)
+    path = recipe_path(name)
+    recipe = load_yaml(path)
+    recipe["recipe"] = name if path.parent == RECIPE_DIR else str(path.resolve())
+    return [recipe, *files]
 
-    Unknown keys are an error; values are converted to the fields' types (YAML 1.1 reads ``1e-4`` as a
-    string). ``weights`` update the default weights; ``perturbation`` and ``term_options`` merge key
-    by key; an explicit ``learning_rate`` / ``epochs`` / ``max_steps`` override also replaces the
-    per-stage values of a YAML file's ``stages``.
+
+def build(cls: type, yaml_path: str | Path | list[str | Path | None] | None = None, **overrides: Any) -> Any:
+    """Defaults < recipe < YAML file(s), in order < explicit (non-None) overrides; validated.
+
+    Unknown keys are an error; values are converted to the fields' types. ``perturbation`` and
+    ``term_options`` merge key by key; an explicit ``learning_rate`` / ``epochs`` / ``max_steps``
+    override also replaces the per-stage values of the recipe's ``stages``.
     """
     defaults = cls()
     values: dict[str, Any] = {k: getattr(defaults, k) for k in DEEP_KEYS if hasattr(defaults, k)}
-    paths = yaml_path if isinstance(yaml_path, (list, tuple)) else [yaml_path]
-    for path in paths:
-        if path:
-            _merge(values, load_yaml(path))
+    paths = list(yaml_path) if isinstance(yaml_path, (list, tuple)) else [yaml_path]
     given = {k: v for k, v in overrides.items() if v is not None}
-    stages = values.get("stages")
-    if isinstance(stages, list) and "stages" not in given:
-        strip = [k for k in STAGE_OVERRIDABLE if k in given]
-        values["stages"] = [
-            {k: v for k, v in st.items() if k not in strip} if isinstance(st, dict) else st for st in stages
-        ]
-    _merge(values, given)
+    for layer in [*_layers(cls, paths, given), given]:
+        stages = values.get("stages")
+        if isinstance(stages, list) and "stages" not in layer:
+            # a run-wide value set above the recipe replaces the per-stage values below it
+            strip = [k for k in STAGE_OVERRIDABLE if layer.get(k) is not None]
+            values["stages"] = [
+                {k: v for k, v in st.items() if k not in strip} if isinstance(st, dict) else st
+                for st in stages
+            ]
+        _merge(values, layer)
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - set(fields))
     if unknown:
         raise TinyDistillError(f"unknown config option(s): {', '.join(unknown)}")
-    values = {k: _coerce(k, v, str(fields[k].type)) for k, v in values.items()}
-    if "weights" in values and "weights" in fields:
-        values["weights"] = {**fields["weights"].default_factory(), **values["weights"]}
+    values = {
+        k: coerce(k, v, str(fields[k].type), fields[k].metadata.get("split", True)) for k, v in values.items()
+    }
     cfg = cls(**values)
-    validate(cfg)
+    cfg.check()
     return cfg
 
 
-def validate_general(cfg: GeneralConfig) -> None:
-    if not cfg.teacher:
-        raise TinyDistillError("a teacher model is required (--teacher MODEL)")
-    if not cfg.corpus:
-        raise TinyDistillError("a prepared corpus is required (--corpus DIR, from tinydistill corpus)")
-    if cfg.max_steps is None and cfg.epochs is None:
-        raise TinyDistillError("give --max-steps or --epochs")
-    for name in (
-        "max_steps",
-        "epochs",
-        "batch_size",
-        "learning_rate",
-        "save_every",
-        "keep_checkpoints",
-        "logging_steps",
-    ):
-        value = getattr(cfg, name)
-        if value is not None and value <= 0:
-            raise TinyDistillError(f"{name} must be positive, got {value}")
-    if not 0 <= cfg.warmup_ratio < 1:
-        raise TinyDistillError(f"warmup_ratio must be in [0, 1), got {cfg.warmup_ratio}")
-    if cfg.mixed_precision not in (None, "no", "fp16", "bf16"):
-        raise TinyDistillError(f"mixed_precision must be no, fp16 or bf16, got {cfg.mixed_precision}")
-    if cfg.teacher_precision not in ("auto", "fp32", "bf16"):
-        raise TinyDistillError(f"teacher_precision must be auto, fp32 or bf16, got {cfg.teacher_precision}")
-    bad = sorted(set(cfg.weights) - set(GENERAL_TERMS))
-    if bad:
-        raise TinyDistillError(
-            f"general distillation uses only {', '.join(GENERAL_TERMS)} losses; "
-            f"unknown weight(s): {', '.join(bad)}"
-        )
-    if not any(cfg.weights.get(k) for k in GENERAL_TERMS):
-        raise TinyDistillError("no loss term has a non-zero weight")
+def validate(cfg: Any) -> None:
+    """Check a config built by hand (``build`` does this itself)."""
+    cfg.check()
 
 
-def validate(cfg: RunConfig | GeneralConfig) -> None:
-    if isinstance(cfg, GeneralConfig):
-        validate_general(cfg)
-        return
-
-    def positive(name: str) -> None:
-        value = getattr(cfg, name)
-        if value is not None and value <= 0:
-            raise TinyDistillError(f"{name} must be positive, got {value}")
-
-    for name in (
-        "max_train_samples",
-        "max_eval_samples",
-        "max_seq_length",
-        "epochs",
-        "max_steps",
-        "batch_size",
-        "eval_batch_size",
-        "learning_rate",
-        "eval_every",
-        "logging_steps",
-    ):
-        positive(name)
-    if not 0 <= cfg.warmup_ratio < 1:
-        raise TinyDistillError(f"warmup_ratio must be in [0, 1), got {cfg.warmup_ratio}")
-    if cfg.mixed_precision not in (None, "no", "fp16", "bf16"):
-        raise TinyDistillError(f"mixed_precision must be no, fp16 or bf16, got {cfg.mixed_precision}")
-    if isinstance(cfg, DistillConfig):
-        if cfg.stages is None and cfg.stage not in STAGES:
-            raise TinyDistillError(f"--stage must be one of {', '.join(STAGES)}, got '{cfg.stage}'")
-        if not cfg.teacher:
-            raise TinyDistillError("a teacher model is required (--teacher DIR)")
-        if cfg.start not in ("auto", "pruned", "random"):
-            raise TinyDistillError(f"start must be auto, pruned or random, got '{cfg.start}'")
-        if cfg.start == "pruned" and cfg.init_from_teacher:
-            raise TinyDistillError("--start pruned and --init-from-teacher exclude each other")
-        positive("calibration_samples")
-        if cfg.temperature <= 0:
-            raise TinyDistillError(f"temperature must be positive, got {cfg.temperature}")
-        bad = sorted(set(cfg.weights) - set(DEFAULT_WEIGHTS))
-        if bad:
-            raise TinyDistillError(f"unknown loss weight(s): {', '.join(bad)}")
-        validate_method(cfg)
-        for name in (
-            "intermediate_epochs",
-            "prediction_epochs",
-            "intermediate_lr",
-            "prediction_lr",
-            "intermediate_max_steps",
-            "prediction_max_steps",
-        ):
-            positive(name)
-
-
-def validate_method(cfg: DistillConfig) -> None:
-    """Stages, term names, term options and perturbation settings (imports the loss registry)."""
-    from tinydistill.losses.common import parse_options
-    from tinydistill.training.perturb import PerturbOptions
-    from tinydistill.training.schedule import parse_stages
-    from tinydistill.training.terms import check_term_names, parse_term_options
-
-    if cfg.stages is not None:
-        stages = parse_stages(cfg.stages)
-        for stage in stages:
-            for phase in stage.phases:
-                check_term_names(phase.terms, f"stage '{stage.name}'")
-        names = [s.name for s in stages]
-        if cfg.stage != "all" and cfg.stage not in names:
-            raise TinyDistillError(
-                f"--stage must be 'all' or one of the recipe's stages {names}, got '{cfg.stage}'"
-            )
-        if cfg.weights != DEFAULT_WEIGHTS:
-            raise TinyDistillError(
-                "'weights' apply to the default TinyBERT method only; with 'stages' put weights there"
-            )
-    if not isinstance(cfg.term_options, dict):
-        raise TinyDistillError("term_options must be a mapping of term: {option: value}")
-    parse_term_options(cfg.term_options)
-    if not isinstance(cfg.perturbation, dict):
-        raise TinyDistillError("perturbation must be a mapping {enabled: bool, epsilon: float}")
-    parse_options(PerturbOptions, cfg.perturbation, "perturbation")
-
-
-def save(cfg: RunConfig, path: Path) -> None:
+def save(cfg: Any, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=False))
+
+
+def field_types(cls: type) -> dict[str, Any]:
+    """The fields' real types (the annotations are strings here)."""
+    return typing.get_type_hints(cls)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -10,7 +11,7 @@ import torch
 
 from tinydistill import api
 from tinydistill.bench import latency_ms, size_on_disk
-from tinydistill.config import DistillConfig, FinetuneConfig
+from tinydistill.config import QUICK, DistillConfig, FinetuneConfig, PipelineConfig, build
 from tinydistill.errors import TinyDistillError
 from tinydistill.evaluation import flatten
 from tinydistill.models.load import count_params, load_classifier
@@ -79,63 +80,66 @@ def format_table(task: str, rows: dict[str, dict[str, Any]], seq_len: int = 128)
     return f"### {task}: teacher vs student (dev metrics in %)\n\n" + "\n".join(lines) + "\n"
 
 
-def run(
-    task: str = "SST-2",
-    data_dir: str | None = None,
-    output: str = "runs/main",
-    teacher: str = "all-MiniLM-L6-v2",
-    student: str = "tinybert-4l-312",
-    max_train_samples: int | None = None,
-    teacher_epochs: float | None = None,
-    teacher_lr: float | None = None,
-    student_lr: float | None = None,
-    intermediate_epochs: float | None = None,
-    prediction_epochs: float | None = None,
-    max_steps: int | None = None,
-    batch_size: int | None = None,
-    max_seq_length: int | None = None,
-    seed: int = 42,
-    allow_degenerate: bool = False,
-) -> dict[str, Any]:
-    out = Path(output)
+def find_glue() -> str | None:
+    """``../shared/data/glue`` (beside the working dir or the checkout) when it exists, else None (HF hub)."""
+    candidates = [
+        Path.cwd().parent / "shared" / "data" / "glue",
+        Path(__file__).resolve().parents[3] / "shared" / "data" / "glue",
+    ]
+    return next((str(p) for p in candidates if p.is_dir()), None)
+
+
+def with_caps(cfg: PipelineConfig) -> PipelineConfig:
+    """Fill the QUICK caps (rows, epochs) left unset, unless ``full``; find the GLUE dir."""
+    caps = {k: v for k, v in QUICK.items() if getattr(cfg, k) is None and not cfg.full}
+    return dataclasses.replace(cfg, data_dir=cfg.data_dir or find_glue(), **caps)
+
+
+def run(cfg: PipelineConfig) -> dict[str, Any]:
+    """Fine-tune the teacher, distill the student (tinybert4), compare them; writes summary.md/json."""
+    cfg = with_caps(cfg)
+    out = Path(cfg.output)
     common: dict[str, Any] = dict(
-        task=task,
-        data_dir=data_dir,
-        max_train_samples=max_train_samples,
-        max_steps=max_steps,
-        batch_size=batch_size,
-        max_seq_length=max_seq_length,
-        seed=seed,
+        task=cfg.task,
+        data_dir=cfg.data_dir,
+        max_train_samples=cfg.max_train_samples,
+        max_steps=cfg.max_steps,
+        batch_size=cfg.batch_size,
+        max_seq_length=cfg.max_seq_length,
+        seed=cfg.seed,
     )
     api.finetune(
-        FinetuneConfig(
-            model=teacher,
+        build(
+            FinetuneConfig,
+            None,
+            model=cfg.teacher,
             output=str(out / "teacher"),
-            epochs=teacher_epochs,
-            learning_rate=teacher_lr,
+            epochs=cfg.teacher_epochs,
+            learning_rate=cfg.teacher_lr,
             **common,
         )
     )
     student_metrics = api.distill(
-        DistillConfig(
+        build(
+            DistillConfig,
+            None,
             teacher=str(out / "teacher"),
-            student=student,
+            student=cfg.student,
             output=str(out / "student"),
-            learning_rate=student_lr,
-            stage="all",
-            intermediate_epochs=intermediate_epochs,
-            prediction_epochs=prediction_epochs,
+            learning_rate=cfg.student_lr,
+            intermediate_epochs=cfg.intermediate_epochs,
+            prediction_epochs=cfg.prediction_epochs,
             **common,
         )
     )
-    if student_metrics["degenerate"] and not allow_degenerate:
+    if student_metrics["degenerate"] and not cfg.allow_degenerate:
         raise TinyDistillError(
             f"the student in {out / 'student'} is degenerate ({student_metrics['degenerate_reason']}); "
             "stopping before the comparison. Try more steps (--intermediate-epochs/--prediction-epochs), "
             "more training rows (--max-train-samples), or --recipe kd; --allow-degenerate to go on"
         )
-    rows = compare(task, {"teacher": str(out / "teacher"), "student": str(out / "student")}, data_dir)
-    table = format_table(get_task(task).name, rows)
+    rows = compare(cfg.task, {"teacher": str(out / "teacher"), "student": str(out / "student")}, cfg.data_dir)
+    table = format_table(get_task(cfg.task).name, rows)
     (out / "summary.md").write_text(table)
     (out / "summary.json").write_text(json.dumps(rows, indent=2))
     return {"rows": rows, "table": table}

@@ -44,3 +44,19 @@ def prepare_corpus(
         overwrite=overwrite,
         progress=progress,
     )
+
+
+def prepare(cfg: Any) -> dict[str, Any]:
+    """``prepare_corpus`` from a :class:`~tinydistill.config.CorpusConfig`."""
+    return prepare_corpus(
+        cfg.input,
+        cfg.tokenizer,
+        cfg.output,
+        max_seq_length=cfg.max_seq_length,
+        shard_size=cfg.shard_size,
+        workers=cfg.workers,
+        fmt=cfg.fmt,
+        max_files=cfg.max_files,
+        max_docs=cfg.max_docs,
+        overwrite=cfg.overwrite,
+    )

@@ -6,6 +6,6 @@ Needs the optional ``deploy`` extra (onnx, onnxruntime, onnxscript, matplotlib):
 
 Modules: :mod:`~tinydistill.deploy.runtime` (load a model dir / export dir / .onnx file as a
 runner), :mod:`~tinydistill.deploy.export`, :mod:`~tinydistill.deploy.bench`,
-:mod:`~tinydistill.deploy.predict`, :mod:`~tinydistill.deploy.report` and the CLI glue in
-:mod:`~tinydistill.deploy.commands`.
+:mod:`~tinydistill.deploy.predict` and :mod:`~tinydistill.deploy.report`; the CLI flags come from
+:mod:`tinydistill.config` (ExportConfig, BenchConfig, PredictConfig, ReportConfig).
 """

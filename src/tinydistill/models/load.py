@@ -10,6 +10,7 @@ import json
 import os
 import shutil
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -81,6 +82,11 @@ def _label_kwargs(task: TaskSpec) -> dict:
         label2id={lab: i for i, lab in enumerate(labels)},
         problem_type="single_label_classification",
     )
+
+
+def model_name(model: Any) -> str:
+    """What a run's config records for a model given as an object: its source path or hub id."""
+    return str(getattr(getattr(model, "config", None), "_name_or_path", "") or type(model).__name__)
 
 
 def load_tokenizer(name: str) -> PreTrainedTokenizerBase:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from tinydistill.errors import TinyDistillError
 from tinydistill.tasks.readers import (
@@ -103,3 +105,49 @@ def load_task_data(
     else:
         dev = {split: load_split(spec, data_dir, split) for split in spec.dev_splits}
     return TaskData(spec, train, dev)
+
+
+def as_examples(rows: Iterable[Any], spec: TaskSpec) -> list[Example]:
+    """Rows given through the Python API -> Examples of ``spec``.
+
+    A row is an :class:`Example`, a tuple ``(text, label)`` / ``(text_a, text_b, label)``, or a mapping
+    with ``text``/``text_a``/``sentence``/``sentence1`` (+ ``text_b``/``sentence2``) and ``label``.
+    Labels are class indices, the task's label names, or floats for regression.
+    """
+    out = []
+    for i, row in enumerate(rows):
+        if isinstance(row, Example):
+            out.append(row)
+            continue
+        if isinstance(row, Mapping):
+            a = next(
+                (row[k] for k in ("text_a", "text", "sentence", "sentence1", "question") if k in row), None
+            )
+            b = next((row[k] for k in ("text_b", "sentence2") if k in row), None)
+            label = row.get("label")
+        elif isinstance(row, (tuple, list)) and len(row) in (2, 3):
+            a, b, label = (row[0], None, row[1]) if len(row) == 2 else row
+        else:
+            raise TinyDistillError(
+                f"row {i}: give an Example, (text, label), (text_a, text_b, label) or a dict"
+            )
+        if a is None or (spec.has_text_b and b is None):
+            raise TinyDistillError(
+                f"row {i}: task {spec.name} needs {'two texts' if spec.has_text_b else 'a text'}"
+            )
+        out.append(Example(str(a), None if b is None else str(b), _label(label, spec, i)))
+    if not out:
+        raise TinyDistillError("no rows given")
+    return out
+
+
+def _label(label: Any, spec: TaskSpec, i: int) -> int | float | None:
+    if label is None:
+        return None
+    if spec.labels is None:
+        return float(label)
+    if isinstance(label, str) and label in spec.labels:
+        return spec.labels.index(label)
+    if isinstance(label, int) and not isinstance(label, bool) and 0 <= label < len(spec.labels):
+        return label
+    raise TinyDistillError(f"row {i}: label {label!r} is not one of {list(spec.labels)} (or their indices)")

@@ -32,7 +32,7 @@ from accelerate import Accelerator
 from accelerate.utils import set_seed
 from torch import nn
 from tqdm.auto import tqdm
-from transformers import PreTrainedModel, PreTrainedTokenizerBase, get_linear_schedule_with_warmup
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from tinydistill import config as C
 from tinydistill.corpus.dataset import BatchStream, PackedCorpus, Position
@@ -48,11 +48,11 @@ from tinydistill.training.general_step import (
     GeneralStep,
     build_encoder_student,
     load_encoder,
-    make_optimizer,
     prepare_teacher,
     teacher_dtype,
 )
 from tinydistill.training.loop import make_accelerator
+from tinydistill.training.optim import make_optimizer, make_scheduler
 from tinydistill.training.terms import Distiller
 
 __all__ = ["Interrupted", "general", "stop_on_signals"]
@@ -198,8 +198,8 @@ def _set_up(cfg: C.GeneralConfig) -> _Run:
     output.mkdir(parents=True, exist_ok=True)
     C.save(cfg, output / "config.yaml")
     acc = make_accelerator(cfg, output)
-    optimizer = make_optimizer(distiller, cfg.learning_rate, cfg.weight_decay)
-    scheduler = get_linear_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * total), total)
+    optimizer = make_optimizer(cfg.optimizer, distiller, cfg.learning_rate, cfg.weight_decay)
+    scheduler = make_scheduler(cfg.scheduler, optimizer, int(cfg.warmup_ratio * total), total)
     distiller, optimizer, scheduler = acc.prepare(distiller, optimizer, scheduler)
     dtype = teacher_dtype(cfg.teacher_precision, acc.device)
     teacher = prepare_teacher(teacher, acc.device, dtype)

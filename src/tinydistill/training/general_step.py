@@ -21,12 +21,9 @@ __all__ = [
     "GeneralStep",
     "build_encoder_student",
     "load_encoder",
-    "make_optimizer",
     "prepare_teacher",
     "teacher_dtype",
 ]
-
-NO_DECAY = ("bias", "LayerNorm.weight", "layer_norm.weight", "norm.weight")
 
 
 def load_encoder(name: str) -> PreTrainedModel:
@@ -117,16 +114,3 @@ class GeneralStep:
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
         return loss.item(), parts
-
-
-def make_optimizer(model: nn.Module, lr: float, weight_decay: float) -> torch.optim.AdamW:
-    """AdamW; biases and norm weights get no weight decay."""
-    params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    groups = [
-        {"params": [p for n, p in params if not n.endswith(NO_DECAY)], "weight_decay": weight_decay},
-        {"params": [p for n, p in params if n.endswith(NO_DECAY)], "weight_decay": 0.0},
-    ]
-    try:  # the fused kernel (CPU and CUDA, torch >= 2.4) is several times faster than the per-tensor loop
-        return torch.optim.AdamW(groups, lr=lr, fused=True)
-    except (RuntimeError, TypeError, ValueError):  # pragma: no cover - other devices / older torch
-        return torch.optim.AdamW(groups, lr=lr)

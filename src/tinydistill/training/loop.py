@@ -1,8 +1,8 @@
 """The one training loop, on accelerate: device placement, AMP, DDP come from the Accelerator.
 
 The loop knows nothing about the method: it calls ``step_loss(model, batch)`` for a scalar
-loss and a dict of parts to log, steps AdamW + a linear warmup/decay schedule from
-transformers, evaluates every ``eval_every`` steps and asks ``save`` to keep the best.
+loss and a dict of parts to log, steps the configured optimizer and LR schedule
+(:mod:`~tinydistill.training.optim`), evaluates every ``eval_every`` steps and asks ``save`` to keep the best.
 It warns once when the loss has not moved from its starting value after ``STALL_SHARE`` of the
 steps: the first sign of a student collapsing to a constant prediction.
 """
@@ -23,9 +23,9 @@ from accelerate import Accelerator
 from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
-from transformers import get_linear_schedule_with_warmup
 
 from tinydistill.errors import TinyDistillError
+from tinydistill.training.optim import make_optimizer, make_scheduler
 
 
 def make_accelerator(cfg: Any, output: Path) -> Accelerator:
@@ -37,9 +37,12 @@ def make_accelerator(cfg: Any, output: Path) -> Accelerator:
     precision = cfg.mixed_precision
     if precision is None:
         precision = "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
-    acc = Accelerator(mixed_precision=precision, log_with="tensorboard", project_dir=str(output))
-    flat = {k: v for k, v in dataclasses.asdict(cfg).items() if isinstance(v, (int, float, str, bool))}
-    acc.init_trackers("logs", config=flat)
+    logger = getattr(cfg, "logger", "tensorboard")
+    log_with = None if logger == "none" else logger
+    acc = Accelerator(mixed_precision=precision, log_with=log_with, project_dir=str(output))
+    if log_with:
+        flat = {k: v for k, v in dataclasses.asdict(cfg).items() if isinstance(v, (int, float, str, bool))}
+        acc.init_trackers("logs", config=flat)
     return acc
 
 
@@ -84,6 +87,8 @@ def train(
     save: Callable[[], None] | None = None,
     logging_steps: int = 20,
     name: str = "train",
+    optimizer_name: str = "adamw",
+    scheduler_name: str = "linear",
 ) -> LoopResult:
     """Train ``model`` for ``total_steps``; returns the loss history and the best evaluation.
 
@@ -91,14 +96,8 @@ def train(
     ``line()`` (an :class:`~tinydistill.evaluation.Evaluation`). With ``evaluate``, ``save`` runs
     whenever the score improves; without it, ``save`` runs once at the end.
     """
-    no_decay = ("bias", "LayerNorm.weight", "layer_norm.weight", "norm.weight")
-    params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    groups = [
-        {"params": [p for n, p in params if not n.endswith(no_decay)], "weight_decay": weight_decay},
-        {"params": [p for n, p in params if n.endswith(no_decay)], "weight_decay": 0.0},
-    ]
-    optimizer = torch.optim.AdamW(groups, lr=lr)
-    scheduler = get_linear_schedule_with_warmup(optimizer, int(warmup_ratio * total_steps), total_steps)
+    optimizer = make_optimizer(optimizer_name, model, lr, weight_decay)
+    scheduler = make_scheduler(scheduler_name, optimizer, int(warmup_ratio * total_steps), total_steps)
     model, optimizer, loader, scheduler = accelerator.prepare(model, optimizer, loader, scheduler)
 
     result = LoopResult(steps=0)

@@ -26,9 +26,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from tinydistill.coerce import to_number
 from tinydistill.errors import TinyDistillError
 
-INTERMEDIATE = ("embedding", "hidden", "attention")
+DEFAULT_STAGE_LR = 1e-4  # a stage whose recipe, flags and config name no learning rate
 STAGE_KEYS = ("name", "terms", "schedule", "learning_rate", "epochs", "max_steps", "evaluate")
 PHASE_KEYS = ("terms", "fraction", "steps")
 
@@ -73,23 +74,12 @@ class Stage:
         return out
 
 
-def _number(value: Any, what: str) -> float:
-    if isinstance(value, str):  # PyYAML (YAML 1.1) reads 1e-4 as a string
-        try:
-            return float(value)
-        except ValueError:
-            pass
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TinyDistillError(f"{what} must be a number, got {value!r}")
-    return float(value)
-
-
 def _terms(raw: Any, where: str) -> dict[str, float]:
     if not isinstance(raw, Mapping) or not raw:
         raise TinyDistillError(f"{where}: 'terms' must be a non-empty mapping of term: weight")
     out = {}
     for name, weight in raw.items():
-        w = _number(weight, f"{where}: weight of '{name}'")
+        w = to_number(weight, f"{where}: weight of '{name}'")
         if w < 0:
             raise TinyDistillError(f"{where}: weight of '{name}' must be >= 0, got {w}")
         out[str(name)] = w
@@ -116,7 +106,7 @@ def _phase(raw: Any, where: str, last: bool) -> Phase:
     if not last and "fraction" not in raw and "steps" not in raw:
         raise TinyDistillError(f"{where}: every phase but the last needs 'fraction' or 'steps'")
     if "fraction" in raw:
-        phase.fraction = _number(raw["fraction"], f"{where}: fraction")
+        phase.fraction = to_number(raw["fraction"], f"{where}: fraction")
         if not 0 < phase.fraction < 1:
             raise TinyDistillError(f"{where}: fraction must be in (0, 1), got {phase.fraction}")
     if "steps" in raw:
@@ -166,7 +156,7 @@ def parse_stages(raw: Any) -> list[Stage]:
         stage = Stage(name, phases)
         for key, kind in (("learning_rate", float), ("epochs", float)):
             if item.get(key) is not None:
-                value = _number(item[key], f"{where}: {key}")
+                value = to_number(item[key], f"{where}: {key}")
                 if value <= 0:
                     raise TinyDistillError(f"{where}: {key} must be positive, got {value}")
                 setattr(stage, key, kind(value))
@@ -186,12 +176,26 @@ def parse_stages(raw: Any) -> list[Stage]:
     return stages
 
 
-def tinybert_stages(weights: Mapping[str, float]) -> list[Stage]:
-    """The default method: TinyBERT step 1 (intermediate layers) and step 2 (prediction layer)."""
-    return [
-        Stage("intermediate", [Phase({k: float(weights.get(k, 0.0)) for k in INTERMEDIATE})]),
-        Stage("prediction", [Phase({"prediction": float(weights.get("prediction", 1.0))})]),
-    ]
+def plan_stages(cfg: Any, default_epochs: float) -> list[Stage]:
+    """A distill config's stages with learning rate, epochs and max_steps resolved.
+
+    For a stage named N: the flag ``N_lr`` / ``N_epochs`` / ``N_max_steps`` (TinyBERT's
+    ``intermediate_*`` and ``prediction_*``) > the stage's recipe value > the run-wide value
+    (``learning_rate`` / ``epochs`` / ``max_steps``; the task's epochs) > ``DEFAULT_STAGE_LR``.
+    The last stage evaluates on dev unless the recipe says otherwise.
+    """
+    stages = parse_stages(cfg.stages)
+    for st in stages:
+
+        def own(key: str, st: Stage = st) -> Any:
+            return getattr(cfg, f"{st.name}_{key}", None)
+
+        st.learning_rate = own("lr") or st.learning_rate or cfg.learning_rate or DEFAULT_STAGE_LR
+        st.epochs = own("epochs") or st.epochs or cfg.epochs or default_epochs
+        st.max_steps = own("max_steps") or st.max_steps or cfg.max_steps
+        if st.evaluate is None:
+            st.evaluate = st is stages[-1]
+    return stages
 
 
 def phase_starts(phases: list[Phase], total_steps: int) -> list[int]:

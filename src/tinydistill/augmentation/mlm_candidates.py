@@ -19,7 +19,7 @@ predicted with a few other words masked too, which is *not* the paper's one-word
 ``pair_context`` feeds ``[CLS] masked [SEP] original [SEP]`` as the original script does (its MLM
 sees the unmasked sentence as a second segment).
 
-Multi-piece words get word-vector neighbours instead (:mod:`tinydistill.augment.word_vectors`).
+Multi-piece words get word-vector neighbours instead (:mod:`tinydistill.augmentation.word_vectors`).
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from tinydistill.augment.vocab import whole_word_table
+from tinydistill.augmentation.vocab import whole_word_table
 from tinydistill.errors import TinyDistillError
 
 __all__ = [

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from tinydistill.augment.vocab import word_marker
+from tinydistill.augmentation.vocab import word_marker
 from tinydistill.errors import TinyDistillError
 from tinydistill.models.load import native_bf16
 

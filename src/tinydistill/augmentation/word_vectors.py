@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from tinydistill.augment.vocab import whole_word_table
+from tinydistill.augmentation.vocab import whole_word_table
 from tinydistill.errors import TinyDistillError
 
 __all__ = ["WordVectors"]

@@ -4,12 +4,12 @@
 ``mlm_head.train_mlm_head`` turns an encoder without an MLM head into a usable masked LM.
 """
 
-from tinydistill.augment.masked_lm import load_masked_lm
-from tinydistill.augment.mlm_candidates import MLMCandidates
-from tinydistill.augment.runner import AugmentConfig, Augmenter, augment_task, merge_shards
-from tinydistill.augment.sampler import sample_variants, split_words
-from tinydistill.augment.stopwords import STOPWORDS, eligible
-from tinydistill.augment.word_vectors import WordVectors
+from tinydistill.augmentation.masked_lm import load_masked_lm
+from tinydistill.augmentation.mlm_candidates import MLMCandidates
+from tinydistill.augmentation.runner import AugmentConfig, Augmenter, augment_task, merge_shards
+from tinydistill.augmentation.sampler import sample_variants, split_words
+from tinydistill.augmentation.stopwords import STOPWORDS, eligible
+from tinydistill.augmentation.word_vectors import WordVectors
 
 __all__ = [
     "STOPWORDS",

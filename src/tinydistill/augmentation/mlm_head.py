@@ -20,7 +20,7 @@ import json
 import math
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from functools import partial
 from pathlib import Path
 
@@ -28,29 +28,13 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from tinydistill.config import MLMHeadConfig
 from tinydistill.errors import TinyDistillError
 
 __all__ = ["MLMHeadConfig", "read_corpus", "mask_tokens", "train_mlm_head"]
 
 _WIKITEXT = {" @-@ ": "-", " @,@ ": ",", " @.@ ": "."}
 Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # input ids, attention mask, labels
-
-
-@dataclass
-class MLMHeadConfig:
-    encoder: str
-    corpus: list[str]
-    output: str
-    max_steps: int = 300
-    batch_size: int = 32
-    max_seq_length: int = 128
-    learning_rate: float | None = None  # 1e-3 for the head alone, 1e-4 with the encoder
-    train_encoder: bool = False
-    eval_chunks: int = 64
-    mlm_probability: float = 0.15
-    seed: int = 42
-    device: str | None = None
-    progress: bool = True
 
 
 def _files(paths: Sequence[str]) -> list[Path]:

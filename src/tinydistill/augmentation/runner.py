@@ -17,42 +17,18 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tinydistill.augment.masked_lm import load_masked_lm
-from tinydistill.augment.mlm_candidates import MLMCandidates, parse_masks_per_row
-from tinydistill.augment.sampler import example_rng, match_case, sample_variants, split_words
-from tinydistill.augment.stopwords import eligible
-from tinydistill.augment.word_vectors import WordVectors
+from tinydistill.augmentation.masked_lm import load_masked_lm
+from tinydistill.augmentation.mlm_candidates import MLMCandidates
+from tinydistill.augmentation.sampler import example_rng, match_case, sample_variants, split_words
+from tinydistill.augmentation.stopwords import eligible
+from tinydistill.augmentation.word_vectors import WordVectors
+from tinydistill.config import AugmentConfig
 from tinydistill.data import subsample
 from tinydistill.errors import TinyDistillError
 from tinydistill.tasks import Example, TaskSpec, get_task, load_split, read_table, read_tsv_file, write_tsv
 from tinydistill.tasks.resolve import custom_spec, read_train_file
 
 __all__ = ["AugmentConfig", "Augmenter", "augment_task", "merge_shards", "parse_shard", "task_spec"]
-
-
-@dataclass
-class AugmentConfig:
-    task: str
-    output: str
-    mlm: str | None = None
-    data_dir: str | None = None
-    train_file: str | None = None
-    text_columns: list[str] | None = None
-    label_column: str = "label"
-    vectors: str | None = None
-    vocab_limit: int | None = 100_000
-    n_aug: int = 20
-    candidates: int = 15
-    p: float = 0.4
-    seed: int = 42
-    max_train_samples: int | None = None
-    shard: str | None = None
-    batch_rows: int = 256
-    masks_per_row: int | float | str = 1  # 1, N, 'all' or 'P%' (mlm_candidates.parse_masks_per_row)
-    pair_context: bool = False
-    device: str | None = None
-    dtype: str = "auto"
-    progress: bool = True
 
 
 @dataclass
@@ -158,27 +134,9 @@ def _train_examples(cfg: AugmentConfig, spec: TaskSpec) -> list[Example]:
     return load_split(spec, cfg.data_dir, "train")
 
 
-def _check(cfg: AugmentConfig) -> None:
-    if not 0.0 <= cfg.p <= 1.0:
-        raise TinyDistillError(f"--p must be a probability in [0, 1], got {cfg.p}")
-    parse_masks_per_row(cfg.masks_per_row)
-    if cfg.n_aug < 0:
-        raise TinyDistillError(f"--n-aug must be >= 0, got {cfg.n_aug}")
-    if cfg.candidates < 1:
-        raise TinyDistillError(f"--candidates must be at least 1, got {cfg.candidates}")
-    if cfg.vocab_limit is not None and cfg.vocab_limit < 1:
-        raise TinyDistillError(f"--vocab-limit must be at least 1, got {cfg.vocab_limit}")
-    if Path(cfg.output).suffix.lower() != ".tsv":
-        raise TinyDistillError(f"--output must be a .tsv file (the task's train format), got {cfg.output}")
-    if not cfg.mlm:
-        raise TinyDistillError(
-            "augment needs --mlm MODEL: a masked LM dir or hub id (tinydistill mlm-head makes one)"
-        )
-
-
 def augment_task(cfg: AugmentConfig) -> dict:
     """Write the augmented train file of ``cfg.task`` to ``cfg.output``; returns counts and timings."""
-    _check(cfg)
+    cfg.check()
     shard = parse_shard(cfg.shard)
     spec = task_spec(cfg.task, cfg.train_file, cfg.text_columns, cfg.label_column)
     examples = subsample(_train_examples(cfg, spec), cfg.max_train_samples, cfg.seed)
