@@ -29,7 +29,6 @@ from tinydistill import TinyDistillError
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")
 
-from tinydistill.bench import random_batch  # noqa: E402
 from tinydistill.cli import app  # noqa: E402
 from tinydistill.deploy import export as export_mod  # noqa: E402
 from tinydistill.deploy.bench import bench, format_bench  # noqa: E402
@@ -37,6 +36,7 @@ from tinydistill.deploy.export import export_model  # noqa: E402
 from tinydistill.deploy.predict import evaluate_runner, predict_file  # noqa: E402
 from tinydistill.deploy.report import build_report  # noqa: E402
 from tinydistill.deploy.runners import load_runner  # noqa: E402
+from tinydistill.deploy.timing import random_batch  # noqa: E402
 
 RECIPE = dict(learning_rate=2e-3, batch_size=16, logging_steps=5, epochs=20)
 

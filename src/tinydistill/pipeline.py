@@ -9,11 +9,11 @@ from typing import Any
 import torch
 
 from tinydistill import api
-from tinydistill.bench import latency_ms, size_on_disk
 from tinydistill.config import DistillConfig, FinetuneConfig
+from tinydistill.deploy.runners import load_runner
+from tinydistill.deploy.timing import p50_p95, time_runners
 from tinydistill.errors import TinyDistillError
 from tinydistill.evaluation import flatten
-from tinydistill.models.load import count_params, load_classifier
 from tinydistill.tasks import get_task
 
 
@@ -24,21 +24,18 @@ def compare(
     seq_len: int = 128,
     threads: int | None = None,
 ) -> dict[str, dict[str, Any]]:
-    """Dev metrics, parameter count, size and batch-1 latency of each saved model."""
-    spec = get_task(task)
+    """Dev metrics, parameter count, size and batch-1 CPU latency (PyTorch) of each saved model."""
     if threads:
         torch.set_num_threads(threads)
     rows: dict[str, dict[str, Any]] = {}
-    loaded = {}
     for name, path in models.items():
         verdict = api.evaluate(task, path, data_dir=data_dir)
         rows[name] = {"path": path, "dev": verdict.metrics, "degenerate": verdict.degenerate}
-        loaded[name] = load_classifier(path, spec).eval()
-        rows[name]["params"] = count_params(loaded[name])
-        rows[name]["size_mb"] = round(size_on_disk(path) / 2**20, 1)
-    lat = latency_ms(loaded, batch=1, seq_len=seq_len)
-    for name in rows:
-        rows[name]["latency_ms"] = lat[name]["p50_ms"]
+    runners = [load_runner(path, "torch", name) for name, path in models.items()]
+    for row, runner, times in zip(rows.values(), runners, time_runners(runners, 1, seq_len), strict=True):
+        row["params"] = int(runner.params)
+        row["size_mb"] = round(runner.size_bytes / 2**20, 1)
+        row["latency_ms"] = p50_p95(times)[0]
     return rows
 
 

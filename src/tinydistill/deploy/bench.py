@@ -1,30 +1,24 @@
 """Side-by-side benchmark: size, batch-1 latency and batched throughput of models x backends x devices.
 
-All runners are loaded first; then, per batch size, every runner is warmed up and timed round-robin
-(repeat r runs each model once before repeat r+1 starts), so all models see the same machine state.
-onnxruntime sessions run without thread spinning and calls are separated by a short untimed pause,
-so that one model's busy-waiting worker threads do not steal the cores of the next one. Ratios are
-taken against the first row (the first model on the first backend).
+All runners are loaded first; then, per batch size, they are timed interleaved by
+:func:`~tinydistill.deploy.timing.time_runners` (onnxruntime sessions run without thread spinning).
+Ratios are taken against the first row (the first model on the first backend).
 """
 
 from __future__ import annotations
 
 import json
 import math
-import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
-from tinydistill.bench import random_batch
 from tinydistill.deploy.runners import load_runner
 from tinydistill.deploy.runtime import Runner, parse_backends
+from tinydistill.deploy.timing import p50_p95, time_runners
 from tinydistill.errors import TinyDistillError
 from tinydistill.evaluation import flatten
-
-PAUSE_S = 0.01  # between interleaved calls (untimed)
 
 
 def parse_ints(value: str | list[int] | tuple[int, ...], flag: str = "--batch-sizes") -> list[int]:
@@ -65,33 +59,6 @@ def _names(models: list[str], names: list[str] | None) -> list[str]:
 def _repeats(repeats: int, batch: int) -> int:
     """Fewer timed repeats for big batches (each takes longer), never fewer than 3."""
     return max(3, math.ceil(repeats / math.sqrt(batch)))
-
-
-def time_runners(
-    runners: list[Runner],
-    batch: int,
-    seq_len: int,
-    warmup: int = 3,
-    repeats: int = 20,
-    pause_s: float = PAUSE_S,
-) -> list[list[float]]:
-    """Milliseconds per forward for each runner, measured interleaved after warm-up.
-
-    A short untimed pause before each call lets the previous model's worker threads go idle.
-    """
-    inputs = [random_batch(r.vocab_size, batch, seq_len) for r in runners]
-    for _ in range(warmup):
-        for r, x in zip(runners, inputs, strict=True):
-            r(x)
-    times: list[list[float]] = [[] for _ in runners]
-    for _ in range(repeats):
-        for i, (r, x) in enumerate(zip(runners, inputs, strict=True)):
-            if pause_s and len(runners) > 1:
-                time.sleep(pause_s)
-            start = time.perf_counter()
-            r(x)  # runners synchronise CUDA before returning
-            times[i].append((time.perf_counter() - start) * 1000)
-    return times
 
 
 def bench(
@@ -148,7 +115,7 @@ def bench(
     for bs in sizes:
         times = time_runners(runners, bs, seq_len, warmup, _repeats(repeats, bs))
         for row, t in zip(rows, times, strict=True):
-            p50, p95 = float(np.percentile(t, 50)), float(np.percentile(t, 95))
+            p50, p95 = p50_p95(t)
             row["latency_ms"][str(bs)] = {"p50": round(p50, 3), "p95": round(p95, 3)}
             row["throughput"][str(bs)] = round(bs * 1000 / p50, 1)
     if task:

@@ -27,7 +27,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from tinydistill.bench import random_batch
 from tinydistill.deploy.inputs import feed, model_input_names
 from tinydistill.deploy.runtime import (
     EXPORT_META,
@@ -38,6 +37,7 @@ from tinydistill.deploy.runtime import (
     ort_session,
     require,
 )
+from tinydistill.deploy.timing import random_batch
 from tinydistill.errors import TinyDistillError
 from tinydistill.models.load import resolve_model_path
 

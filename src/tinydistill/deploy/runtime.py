@@ -17,7 +17,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from tinydistill.bench import size_on_disk
 from tinydistill.deploy.inputs import TOKEN_INPUTS, feed, model_input_names
 from tinydistill.errors import TinyDistillError
 from tinydistill.models.load import resolve_model_path
@@ -48,6 +47,13 @@ def parse_backends(value: str | list[str] | tuple[str, ...]) -> list[str]:
     if not out:
         raise TinyDistillError("no backend given")
     return out
+
+
+def size_on_disk(path: str | Path) -> int:
+    """Bytes of the weight files (safetensors, bin, onnx, onnx data) at ``path``, a file or a dir."""
+    path = Path(path)
+    files = [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()]
+    return sum(p.stat().st_size for p in files if p.suffix in {".safetensors", ".bin", ".onnx", ".data"})
 
 
 def _has_weights(path: Path) -> bool:
