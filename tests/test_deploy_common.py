@@ -1,4 +1,4 @@
-"""The deploy helpers every caller shares, without onnx / onnxruntime: inputs, cache dir, timer."""
+"""The deploy helpers every caller shares, without onnx / onnxruntime: inputs, cache dir, timer, tables."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tinydistill.deploy import timing
+from tinydistill.deploy import bench, table, timing
 from tinydistill.deploy.cache import cache_home, onnx_cache
 from tinydistill.deploy.inputs import feed
 from tinydistill.models import packaged
@@ -87,3 +87,47 @@ def test_p50_p95_and_random_batch() -> None:
     x = timing.random_batch(vocab_size=3000, batch=2, seq_len=7, seed=1)
     assert x["input_ids"].shape == (2, 7) and x["input_ids"].min() >= 1000  # past the special tokens
     assert x["attention_mask"].all() and not x["token_type_ids"].any()
+
+
+def test_cells_ratios_marks_and_layout() -> None:
+    assert table.ratio(2.06) == "2.1x" and table.ratio(None) == "-"
+    assert table.num(3.14159) == "3.14" and table.num(None, ".1f") == "-"
+    assert table.label("s", degenerate=True) == "s (DEGENERATE)" and table.label("t") == "t"
+    assert table.human_count(14_400_000) == "14.4M" and table.human_count(312_000) == "312.0K"
+    assert table.percents({"dev": {"accuracy": 0.5}}) == ["50.00"]
+    assert table.percents({"m": {"accuracy": 0.5}, "mm": {"accuracy": 0.25}}) == ["50.00", "25.00"]
+    assert table.markdown(["a", "b"], [["1", "2"]]) == "| a | b |\n|---|---|\n| 1 | 2 |\n"
+
+
+def test_pipeline_table_ratios_against_the_teacher() -> None:
+    rows = {
+        "teacher": {"dev": {"dev": {"accuracy": 0.9}}, "params": 22_700_000, "size_mb": 86.7,
+                    "latency_ms": 12.0},
+        "student": {"dev": {"dev": {"accuracy": 0.85}}, "params": 4_400_000, "size_mb": 16.8,
+                    "latency_ms": 1.5, "degenerate": False},
+    }  # fmt: skip
+    text = table.pipeline_table("SST-2", rows, seq_len=64)
+    assert text.startswith("### SST-2: teacher vs student (dev metrics in %)\n\n| model | accuracy |")
+    assert "CPU latency ms (b=1, len=64)" in text
+    assert "| student | 85.00 | 4.4M | 16.8 | 1.50 | 5.2x | 8.0x |" in text
+
+
+def test_bench_table_and_its_old_name() -> None:
+    row = {"model": "s", "backend": "onnx-int8", "device": "cpu", "params": 400_000, "size_mb": 0.0,
+           "latency_ms": {"1": {"p50": 1.0, "p95": 1.5}, "8": {"p50": 4.0, "p95": 5.0}},
+           "throughput": {"1": 1000.0, "8": 2000.0},
+           "ratios": {"speedup": 10.0, "throughput": 4.0, "params": 56.75, "size": None}}  # fmt: skip
+    result = {"meta": {"batch_sizes": [1, 8], "seq_len": 128, "threads": 2}, "rows": [row]}
+    text = table.bench_table(result)
+    assert text.startswith("seq len 128, 2 CPU threads; ratios vs the first row\n\n| model | backend |")
+    assert "| s | onnx-int8 | cpu | 400.0K | 0.0 | 1.00 | 1.50 | 2000.0 | 10.0x | 4.0x | 56.8x | - |" in text
+    assert bench.format_bench is table.bench_table  # deploy/commands.py imports the old name
+
+
+def test_report_table_with_missing_values() -> None:
+    row = {"task": "MRPC", "model": "s", "degenerate": True, "role": "student", "teacher": None,
+           "metric": "f1", "score": 0.5, "retention": None, "params": None, "params_ratio": None,
+           "latency_ms": 2.0, "speedup": 4.0}  # fmt: skip
+    assert "| MRPC | s (DEGENERATE) | student of ? | f1 | 50.00 | - | - | - | 2.00 | 4.0x |" in (
+        table.report_table([row])
+    )

@@ -11,9 +11,9 @@ import torch
 from tinydistill import api
 from tinydistill.config import DistillConfig, FinetuneConfig
 from tinydistill.deploy.runners import load_runner
+from tinydistill.deploy.table import pipeline_table
 from tinydistill.deploy.timing import p50_p95, time_runners
 from tinydistill.errors import TinyDistillError
-from tinydistill.evaluation import flatten
 from tinydistill.tasks import get_task
 
 
@@ -37,43 +37,6 @@ def compare(
         row["size_mb"] = round(runner.size_bytes / 2**20, 1)
         row["latency_ms"] = p50_p95(times)[0]
     return rows
-
-
-def format_table(task: str, rows: dict[str, dict[str, Any]], seq_len: int = 128) -> str:
-    """Markdown table with ratios against the first row (the teacher)."""
-    names = list(rows)
-    base = rows[names[0]]
-    metric_keys = list(flatten(base["dev"]))
-    header = [
-        "model",
-        *metric_keys,
-        "params",
-        "size MB",
-        f"CPU latency ms (b=1, len={seq_len})",
-        "params ratio",
-        "speed-up",
-    ]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for name in names:
-        r = rows[name]
-        values = [f"{100 * v:.2f}" for v in flatten(r["dev"]).values()]
-        label = f"{name} (DEGENERATE)" if r.get("degenerate") else name
-        lines.append(
-            "| "
-            + " | ".join(
-                [
-                    label,
-                    *values,
-                    f"{r['params'] / 1e6:.1f}M",
-                    f"{r['size_mb']:.1f}",
-                    f"{r['latency_ms']:.2f}",
-                    f"{base['params'] / r['params']:.1f}x",
-                    f"{base['latency_ms'] / r['latency_ms']:.1f}x",
-                ]
-            )
-            + " |"
-        )
-    return f"### {task}: teacher vs student (dev metrics in %)\n\n" + "\n".join(lines) + "\n"
 
 
 def run(
@@ -132,7 +95,7 @@ def run(
             "more training rows (--max-train-samples), or --recipe kd; --allow-degenerate to go on"
         )
     rows = compare(task, {"teacher": str(out / "teacher"), "student": str(out / "student")}, data_dir)
-    table = format_table(get_task(task).name, rows)
+    table = pipeline_table(get_task(task).name, rows)
     (out / "summary.md").write_text(table)
     (out / "summary.json").write_text(json.dumps(rows, indent=2))
     return {"rows": rows, "table": table}

@@ -5,7 +5,11 @@ Needs the optional ``deploy`` extra (onnx, onnxruntime, onnxscript, matplotlib):
     pip install 'tinydistill[deploy]'
 
 Modules: :mod:`~tinydistill.deploy.runtime` (load a model dir / export dir / .onnx file as a
-runner), :mod:`~tinydistill.deploy.export`, :mod:`~tinydistill.deploy.bench`,
-:mod:`~tinydistill.deploy.predict`, :mod:`~tinydistill.deploy.report` and the CLI glue in
-:mod:`~tinydistill.deploy.commands`.
+runner), :mod:`~tinydistill.deploy.runners`, :mod:`~tinydistill.deploy.export`,
+:mod:`~tinydistill.deploy.bench`, :mod:`~tinydistill.deploy.predict`,
+:mod:`~tinydistill.deploy.report` and the CLI glue in :mod:`~tinydistill.deploy.commands`. Shared
+by all of them (and free of onnx / onnxruntime): :mod:`~tinydistill.deploy.inputs` (which token
+arrays a model takes), :mod:`~tinydistill.deploy.cache` (the cache dir),
+:mod:`~tinydistill.deploy.timing` (the interleaved latency timer) and
+:mod:`~tinydistill.deploy.table` (the teacher-vs-student tables).
 """

@@ -16,9 +16,11 @@ import torch
 
 from tinydistill.deploy.runners import load_runner
 from tinydistill.deploy.runtime import Runner, parse_backends
+from tinydistill.deploy.table import bench_table
 from tinydistill.deploy.timing import p50_p95, time_runners
 from tinydistill.errors import TinyDistillError
-from tinydistill.evaluation import flatten
+
+format_bench = bench_table  # the old name: deploy/commands.py imports it from here
 
 
 def parse_ints(value: str | list[int] | tuple[int, ...], flag: str = "--batch-sizes") -> list[int]:
@@ -158,54 +160,6 @@ def add_ratios(rows: list[dict[str, Any]], sizes: list[int]) -> None:
             "params": round(base["params"] / row["params"], 2),
             "size": round(base["size_mb"] / row["size_mb"], 2) if row["size_mb"] else None,
         }
-
-
-def human_count(n: int) -> str:
-    return f"{n / 1e6:.1f}M" if n >= 1e6 else f"{n / 1e3:.1f}K"
-
-
-def _metric_cells(row: dict[str, Any]) -> list[str]:
-    return [f"{100 * v:.2f}" for v in flatten(row.get("dev") or {}).values()]
-
-
-def format_bench(result: dict[str, Any]) -> str:
-    """Markdown table of a :func:`bench` result."""
-    rows, meta = result["rows"], result["meta"]
-    sizes = [str(b) for b in meta["batch_sizes"]]
-    lat, thr = sizes[0], sizes[-1]
-    metric_names = list(flatten(rows[0]["dev"])) if rows and rows[0].get("dev") else []
-    header = ["model", "backend", "device", "params", "size MB", f"p50 ms b={lat}", f"p95 ms b={lat}"]
-    header += [
-        f"seq/s b={thr}",
-        *metric_names,
-        "speed-up",
-        f"throughput x b={thr}",
-        "params ratio",
-        "size ratio",
-    ]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for r in rows:
-        ratio = r["ratios"]
-        cells = [
-            r["model"],
-            r["backend"],
-            r["device"],
-            human_count(r["params"]),
-            f"{r['size_mb']:.1f}",
-            f"{r['latency_ms'][lat]['p50']:.2f}",
-            f"{r['latency_ms'][lat]['p95']:.2f}",
-            f"{r['throughput'][thr]:.1f}",
-            *_metric_cells(r),
-            f"{ratio['speedup']:.1f}x",
-            f"{ratio['throughput']:.1f}x",
-            f"{ratio['params']:.1f}x",
-            f"{ratio['size']:.1f}x" if ratio["size"] else "-",
-        ]
-        lines.append("| " + " | ".join(cells) + " |")
-    title = f"seq len {meta['seq_len']}, {meta['threads']} CPU threads; ratios vs the first row"
-    if meta.get("cuda"):
-        title += f"; GPU {meta['cuda']}"
-    return f"{title}\n\n" + "\n".join(lines) + "\n"
 
 
 def write_json(result: dict[str, Any], path: str | Path) -> None:
