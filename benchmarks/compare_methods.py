@@ -101,24 +101,20 @@ def command(recipe: Path, kw: dict[str, Any]) -> str:
 
 
 def table(task: str, rows: list[dict[str, Any]]) -> str:
+    from tinydistill.deploy.table import markdown, num
+
     metrics = sorted({k for r in rows for k in (r.get("dev") or {})})
     header = ["method", *metrics, "student params", "optimizer steps", "train s", "wall s"]
-    lines = [
-        f"### {task}: dev scores (%) with the same teacher, student and budget",
-        "",
-        "| " + " | ".join(header) + " |",
-        "|" + "---|" * len(header),
-    ]
+    body = []
     for r in rows:
         dev = r.get("dev") or {}
-        values = [f"{100 * dev[m]:.2f}" if m in dev else "-" for m in metrics]
+        values = [num(100 * dev[m]) if m in dev else "-" for m in metrics]
         params = f"{r['params'] / 1e6:.2f}M" if r.get("params") else "-"
-        steps = str(r.get("steps", "-"))
-        train = f"{r['train_seconds']:.0f}" if "train_seconds" in r else "-"
-        wall = f"{r['wall_s']:.0f}" if "wall_s" in r else "-"
         name = r["method"] + (f" (error: {r['error']})" if r.get("error") else "")
-        lines.append("| " + " | ".join([name, *values, params, steps, train, wall]) + " |")
-    return "\n".join(lines) + "\n"
+        times = [num(r.get("train_seconds"), ".0f"), num(r.get("wall_s"), ".0f")]
+        body.append([name, *values, params, str(r.get("steps", "-")), *times])
+    title = f"### {task}: dev scores (%) with the same teacher, student and budget"
+    return f"{title}\n\n" + markdown(header, body)
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:

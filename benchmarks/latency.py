@@ -21,7 +21,8 @@ from pathlib import Path
 import torch
 from transformers import BertConfig, BertForSequenceClassification
 
-from tinydistill.deploy.bench import bench, format_bench
+from tinydistill.deploy.bench import bench
+from tinydistill.deploy.table import bench_table
 from tinydistill.models.load import PRESETS
 
 PAPER_SPEEDUP = 9.4
@@ -76,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"teacher: {teacher}\nstudent: {student}\nexporting / loading ...", flush=True)
     result = bench([str(teacher), str(student)], backends, names=["teacher", "student"], **common)
     print()
-    print(format_bench(result))
+    print(bench_table(result))
     bs = str(result["meta"]["batch_sizes"][0])
     base = result["rows"][0]["latency_ms"][bs]["p50"]
     print(

@@ -16,6 +16,7 @@ from transformers import (
     MPNetForSequenceClassification,
 )
 
+from tinydistill.deploy.inputs import model_input_names, model_inputs
 from tinydistill.errors import TinyDistillError
 from tinydistill.models import capture
 from tinydistill.models.capture import (
@@ -23,7 +24,6 @@ from tinydistill.models.capture import (
     disable_capture,
     enable_capture,
     forward_reps,
-    model_inputs,
     recording,
 )
 
@@ -222,6 +222,7 @@ def test_gradients_flow_from_student_scores(factory, batch) -> None:
 
 
 def test_model_inputs_drops_token_type_ids_for_mpnet(batch) -> None:
+    assert model_input_names(mpnet()) == ["input_ids", "attention_mask"]
     assert set(model_inputs(mpnet(), batch)) == {"input_ids", "attention_mask"}
     assert set(model_inputs(bert(), batch)) == {"input_ids", "attention_mask", "token_type_ids"}
     extra = {**batch, "labels": torch.tensor([0, 1])}

@@ -29,14 +29,15 @@ from tinydistill import TinyDistillError
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")
 
-from tinydistill.bench import random_batch  # noqa: E402
 from tinydistill.cli import app  # noqa: E402
 from tinydistill.deploy import export as export_mod  # noqa: E402
-from tinydistill.deploy.bench import bench, format_bench  # noqa: E402
+from tinydistill.deploy.bench import bench  # noqa: E402
 from tinydistill.deploy.export import export_model  # noqa: E402
 from tinydistill.deploy.predict import evaluate_runner, predict_file  # noqa: E402
 from tinydistill.deploy.report import build_report  # noqa: E402
 from tinydistill.deploy.runners import load_runner  # noqa: E402
+from tinydistill.deploy.table import bench_table  # noqa: E402
+from tinydistill.deploy.timing import random_batch  # noqa: E402
 
 RECIPE = dict(learning_rate=2e-3, batch_size=16, logging_steps=5, epochs=20)
 
@@ -199,7 +200,7 @@ def test_bench_rows_backends_ratios_and_metric(trained, tmp_path):
         assert 0 <= r["dev"]["dev"]["accuracy"] <= 1
     assert rows[3]["ratios"]["params"] > 1  # the student is smaller
     assert list((tmp_path / "cache").rglob("model.int8.onnx"))  # the student was exported on the fly
-    table = format_bench(res)
+    table = bench_table(res)
     assert "| teacher | onnx-int8 | cpu |" in table and "accuracy" in table
 
 

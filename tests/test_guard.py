@@ -214,8 +214,8 @@ def test_default_learns_where_the_old_default_collapsed(tmp_path, glue_dir, tiny
 
 
 def test_report_and_pipeline_tables_mark_a_degenerate_run():
-    from tinydistill.deploy.report import Run, format_table, table_rows
-    from tinydistill.pipeline import format_table as pipeline_table
+    from tinydistill.deploy.report import Run, table_rows
+    from tinydistill.deploy.table import pipeline_table, report_table
 
     def run(name, kind, acc, degenerate):
         metrics = {"task": "SST-2", "dev": {"accuracy": acc}, "params": 10, "degenerate": degenerate}
@@ -225,7 +225,7 @@ def test_report_and_pipeline_tables_mark_a_degenerate_run():
 
     teacher, student = run("t", "finetune", 0.8, False), run("s", "distill", 0.49, True)
     student.teacher = teacher
-    table = format_table(table_rows([teacher, student]))
+    table = report_table(table_rows([teacher, student]))
     assert "| s (DEGENERATE) |" in table and "| t |" in table
     rows = {
         "teacher": {"dev": {"dev": {"accuracy": 0.8}}, "params": 20, "size_mb": 1.0, "latency_ms": 2.0},

@@ -19,12 +19,13 @@ from accelerate.utils import set_seed
 
 from tinydistill import config as C
 from tinydistill.data import EncodedDataset, make_loader, subsample
+from tinydistill.deploy.inputs import model_inputs
 from tinydistill.errors import TinyDistillError
 from tinydistill.evaluation import Evaluation, run_evaluation, warn_if_degenerate
 from tinydistill.losses import HiddenProjection
 from tinydistill.losses.common import parse_options
 from tinydistill.mapping import layer_map, parse_layer_map
-from tinydistill.models.capture import enable_capture, model_inputs
+from tinydistill.models.capture import enable_capture
 from tinydistill.models.load import (
     build_student,
     check_tokenizers,

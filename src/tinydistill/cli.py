@@ -233,9 +233,9 @@ def _show_export(cfg: C.ExportConfig, rep: dict) -> None:
 
 
 def _show_bench(cfg: C.BenchConfig, result: dict) -> None:
-    from tinydistill.deploy.bench import format_bench
+    from tinydistill.deploy.table import bench_table
 
-    typer.echo(format_bench(result))
+    typer.echo(bench_table(result))
 
 
 def _show_report(cfg: C.ReportConfig, res: dict) -> None:

@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader
 from transformers import PreTrainedTokenizerBase
 
 from tinydistill.data import EncodedDataset, make_loader
-from tinydistill.models.capture import model_inputs
+from tinydistill.deploy.inputs import model_inputs
 from tinydistill.tasks import Example, TaskSpec, compute_metrics
 
 

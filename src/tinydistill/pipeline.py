@@ -10,11 +10,11 @@ from typing import Any
 import torch
 
 from tinydistill import api
-from tinydistill.bench import latency_ms, size_on_disk
 from tinydistill.config import QUICK, DistillConfig, FinetuneConfig, PipelineConfig, build
+from tinydistill.deploy.runners import load_runner
+from tinydistill.deploy.table import pipeline_table
+from tinydistill.deploy.timing import p50_p95, time_runners
 from tinydistill.errors import TinyDistillError
-from tinydistill.evaluation import flatten
-from tinydistill.models.load import count_params, load_classifier
 from tinydistill.tasks import get_task
 
 
@@ -25,59 +25,19 @@ def compare(
     seq_len: int = 128,
     threads: int | None = None,
 ) -> dict[str, dict[str, Any]]:
-    """Dev metrics, parameter count, size and batch-1 latency of each saved model."""
-    spec = get_task(task)
+    """Dev metrics, parameter count, size and batch-1 CPU latency (PyTorch) of each saved model."""
     if threads:
         torch.set_num_threads(threads)
     rows: dict[str, dict[str, Any]] = {}
-    loaded = {}
     for name, path in models.items():
         verdict = api.evaluate(task, path, data_dir=data_dir)
         rows[name] = {"path": path, "dev": verdict.metrics, "degenerate": verdict.degenerate}
-        loaded[name] = load_classifier(path, spec).eval()
-        rows[name]["params"] = count_params(loaded[name])
-        rows[name]["size_mb"] = round(size_on_disk(path) / 2**20, 1)
-    lat = latency_ms(loaded, batch=1, seq_len=seq_len)
-    for name in rows:
-        rows[name]["latency_ms"] = lat[name]["p50_ms"]
+    runners = [load_runner(path, "torch", name) for name, path in models.items()]
+    for row, runner, times in zip(rows.values(), runners, time_runners(runners, 1, seq_len), strict=True):
+        row["params"] = int(runner.params)
+        row["size_mb"] = round(runner.size_bytes / 2**20, 1)
+        row["latency_ms"] = p50_p95(times)[0]
     return rows
-
-
-def format_table(task: str, rows: dict[str, dict[str, Any]], seq_len: int = 128) -> str:
-    """Markdown table with ratios against the first row (the teacher)."""
-    names = list(rows)
-    base = rows[names[0]]
-    metric_keys = list(flatten(base["dev"]))
-    header = [
-        "model",
-        *metric_keys,
-        "params",
-        "size MB",
-        f"CPU latency ms (b=1, len={seq_len})",
-        "params ratio",
-        "speed-up",
-    ]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for name in names:
-        r = rows[name]
-        values = [f"{100 * v:.2f}" for v in flatten(r["dev"]).values()]
-        label = f"{name} (DEGENERATE)" if r.get("degenerate") else name
-        lines.append(
-            "| "
-            + " | ".join(
-                [
-                    label,
-                    *values,
-                    f"{r['params'] / 1e6:.1f}M",
-                    f"{r['size_mb']:.1f}",
-                    f"{r['latency_ms']:.2f}",
-                    f"{base['params'] / r['params']:.1f}x",
-                    f"{base['latency_ms'] / r['latency_ms']:.1f}x",
-                ]
-            )
-            + " |"
-        )
-    return f"### {task}: teacher vs student (dev metrics in %)\n\n" + "\n".join(lines) + "\n"
 
 
 def find_glue() -> str | None:
@@ -139,7 +99,7 @@ def run(cfg: PipelineConfig) -> dict[str, Any]:
             "more training rows (--max-train-samples), or --recipe kd; --allow-degenerate to go on"
         )
     rows = compare(cfg.task, {"teacher": str(out / "teacher"), "student": str(out / "student")}, cfg.data_dir)
-    table = format_table(get_task(cfg.task).name, rows)
+    table = pipeline_table(get_task(cfg.task).name, rows)
     (out / "summary.md").write_text(table)
     (out / "summary.json").write_text(json.dumps(rows, indent=2))
     return {"rows": rows, "table": table}

@@ -1,30 +1,23 @@
 """Side-by-side benchmark: size, batch-1 latency and batched throughput of models x backends x devices.
 
-All runners are loaded first; then, per batch size, every runner is warmed up and timed round-robin
-(repeat r runs each model once before repeat r+1 starts), so all models see the same machine state.
-onnxruntime sessions run without thread spinning and calls are separated by a short untimed pause,
-so that one model's busy-waiting worker threads do not steal the cores of the next one. Ratios are
-taken against the first row (the first model on the first backend).
+All runners are loaded first; then, per batch size, they are timed interleaved by
+:func:`~tinydistill.deploy.timing.time_runners` (onnxruntime sessions run without thread spinning).
+Ratios are taken against the first row (the first model on the first backend).
 """
 
 from __future__ import annotations
 
 import json
 import math
-import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
-from tinydistill.bench import random_batch
 from tinydistill.deploy.runners import load_runner
 from tinydistill.deploy.runtime import Runner, parse_backends
+from tinydistill.deploy.timing import p50_p95, time_runners
 from tinydistill.errors import TinyDistillError
-from tinydistill.evaluation import flatten
-
-PAUSE_S = 0.01  # between interleaved calls (untimed)
 
 
 def parse_ints(value: str | list[int] | tuple[int, ...], flag: str = "--batch-sizes") -> list[int]:
@@ -65,33 +58,6 @@ def _names(models: list[str], names: list[str] | None) -> list[str]:
 def _repeats(repeats: int, batch: int) -> int:
     """Fewer timed repeats for big batches (each takes longer), never fewer than 3."""
     return max(3, math.ceil(repeats / math.sqrt(batch)))
-
-
-def time_runners(
-    runners: list[Runner],
-    batch: int,
-    seq_len: int,
-    warmup: int = 3,
-    repeats: int = 20,
-    pause_s: float = PAUSE_S,
-) -> list[list[float]]:
-    """Milliseconds per forward for each runner, measured interleaved after warm-up.
-
-    A short untimed pause before each call lets the previous model's worker threads go idle.
-    """
-    inputs = [random_batch(r.vocab_size, batch, seq_len) for r in runners]
-    for _ in range(warmup):
-        for r, x in zip(runners, inputs, strict=True):
-            r(x)
-    times: list[list[float]] = [[] for _ in runners]
-    for _ in range(repeats):
-        for i, (r, x) in enumerate(zip(runners, inputs, strict=True)):
-            if pause_s and len(runners) > 1:
-                time.sleep(pause_s)
-            start = time.perf_counter()
-            r(x)  # runners synchronise CUDA before returning
-            times[i].append((time.perf_counter() - start) * 1000)
-    return times
 
 
 def bench(
@@ -148,7 +114,7 @@ def bench(
     for bs in sizes:
         times = time_runners(runners, bs, seq_len, warmup, _repeats(repeats, bs))
         for row, t in zip(rows, times, strict=True):
-            p50, p95 = float(np.percentile(t, 50)), float(np.percentile(t, 95))
+            p50, p95 = p50_p95(t)
             row["latency_ms"][str(bs)] = {"p50": round(p50, 3), "p95": round(p95, 3)}
             row["throughput"][str(bs)] = round(bs * 1000 / p50, 1)
     if task:
@@ -191,54 +157,6 @@ def add_ratios(rows: list[dict[str, Any]], sizes: list[int]) -> None:
             "params": round(base["params"] / row["params"], 2),
             "size": round(base["size_mb"] / row["size_mb"], 2) if row["size_mb"] else None,
         }
-
-
-def human_count(n: int) -> str:
-    return f"{n / 1e6:.1f}M" if n >= 1e6 else f"{n / 1e3:.1f}K"
-
-
-def _metric_cells(row: dict[str, Any]) -> list[str]:
-    return [f"{100 * v:.2f}" for v in flatten(row.get("dev") or {}).values()]
-
-
-def format_bench(result: dict[str, Any]) -> str:
-    """Markdown table of a :func:`bench` result."""
-    rows, meta = result["rows"], result["meta"]
-    sizes = [str(b) for b in meta["batch_sizes"]]
-    lat, thr = sizes[0], sizes[-1]
-    metric_names = list(flatten(rows[0]["dev"])) if rows and rows[0].get("dev") else []
-    header = ["model", "backend", "device", "params", "size MB", f"p50 ms b={lat}", f"p95 ms b={lat}"]
-    header += [
-        f"seq/s b={thr}",
-        *metric_names,
-        "speed-up",
-        f"throughput x b={thr}",
-        "params ratio",
-        "size ratio",
-    ]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for r in rows:
-        ratio = r["ratios"]
-        cells = [
-            r["model"],
-            r["backend"],
-            r["device"],
-            human_count(r["params"]),
-            f"{r['size_mb']:.1f}",
-            f"{r['latency_ms'][lat]['p50']:.2f}",
-            f"{r['latency_ms'][lat]['p95']:.2f}",
-            f"{r['throughput'][thr]:.1f}",
-            *_metric_cells(r),
-            f"{ratio['speedup']:.1f}x",
-            f"{ratio['throughput']:.1f}x",
-            f"{ratio['params']:.1f}x",
-            f"{ratio['size']:.1f}x" if ratio["size"] else "-",
-        ]
-        lines.append("| " + " | ".join(cells) + " |")
-    title = f"seq len {meta['seq_len']}, {meta['threads']} CPU threads; ratios vs the first row"
-    if meta.get("cuda"):
-        title += f"; GPU {meta['cuda']}"
-    return f"{title}\n\n" + "\n".join(lines) + "\n"
 
 
 def write_json(result: dict[str, Any], path: str | Path) -> None:

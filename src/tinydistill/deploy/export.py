@@ -27,17 +27,17 @@ import numpy as np
 import torch
 from torch import nn
 
-from tinydistill.bench import random_batch
+from tinydistill.deploy.inputs import feed, model_input_names
 from tinydistill.deploy.runtime import (
     EXPORT_META,
     INT8_FILE,
     ONNX_FILE,
-    TOKEN_INPUTS,
     encode,
     load_tokenizer_from,
     ort_session,
     require,
 )
+from tinydistill.deploy.timing import random_batch
 from tinydistill.errors import TinyDistillError
 from tinydistill.models.load import resolve_model_path
 
@@ -117,13 +117,6 @@ def load_for_export(model_dir: str | Path):
     except (OSError, ValueError) as exc:
         raise TinyDistillError(f"cannot load model '{model_dir}': {str(exc).splitlines()[0]}") from exc
     return model.eval(), path
-
-
-def model_input_names(model: nn.Module) -> list[str]:
-    import inspect
-
-    accepted = inspect.signature(model.forward).parameters
-    return [k for k in TOKEN_INPUTS if k in accepted]
 
 
 def to_onnx(model: nn.Module, example: dict[str, torch.Tensor], path: Path, opset: int | None = None) -> None:
@@ -222,9 +215,9 @@ def compare(model: nn.Module, onnx_path: Path, batches: list[dict[str, np.ndarra
     names = [i.name for i in session.get_inputs()]
     diff, agree, total = 0.0, 0, 0
     for batch in batches:
-        feed = {k: batch[k] if k in batch else np.zeros_like(batch["input_ids"]) for k in names}
-        got = session.run(None, feed)[0]
-        ref = model(**{k: torch.from_numpy(v) for k, v in feed.items()}).logits.float().numpy()
+        arrays = feed(batch, names)
+        got = session.run(None, arrays)[0]
+        ref = model(**{k: torch.from_numpy(v) for k, v in arrays.items()}).logits.float().numpy()
         diff = max(diff, float(np.abs(got - ref).max()))
         agree += int((got.argmax(-1) == ref.argmax(-1)).sum()) if ref.shape[-1] > 1 else len(ref)
         total += len(ref)

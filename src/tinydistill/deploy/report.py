@@ -13,8 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tinydistill.deploy.bench import human_count
+from tinydistill.deploy.table import points_table, report_table
 from tinydistill.errors import TinyDistillError
+from tinydistill.evaluation import flatten
 from tinydistill.tasks import get_task
 
 
@@ -139,12 +140,6 @@ def _row_run(runs: list[Run], row: dict[str, Any]) -> Run | None:
     return None
 
 
-def _flat(dev: dict[str, dict[str, float]]) -> dict[str, float]:
-    if len(dev) == 1:
-        return dict(dev[next(iter(dev))])
-    return {f"{split}/{k}": v for split, metrics in dev.items() for k, v in metrics.items()}
-
-
 def bench_points(runs: list[Run], bench_files: list[str]) -> list[tuple[Run, str, float, dict[str, float]]]:
     """Latencies from bench JSONs (torch, CPU, b=1); their ONNX rows with dev metrics become extra points."""
     extra = []
@@ -154,7 +149,7 @@ def bench_points(runs: list[Run], bench_files: list[str]) -> list[tuple[Run, str
             lat = (row.get("latency_ms") or {}).get("1", {}).get("p50")
             if run is None or lat is None or row.get("device", "cpu") != "cpu":
                 continue
-            flat = _flat(row["dev"]) if row.get("dev") else None
+            flat = flatten(row["dev"]) if row.get("dev") else None
             if row.get("backend") == "torch":
                 run.latency_ms = lat
                 if flat:
@@ -176,10 +171,6 @@ def _point(run: Run, backend: str, lat: float, dev: dict[str, float], key: str |
         "metric": key,
         "score": 100 * dev[key],
     }
-
-
-def _fmt(value: float | None, pattern: str, suffix: str = "") -> str:
-    return "-" if value is None else f"{value:{pattern}}{suffix}"
 
 
 def table_rows(runs: list[Run]) -> list[dict[str, Any]]:
@@ -214,46 +205,6 @@ def table_rows(runs: list[Run]) -> list[dict[str, Any]]:
             }
             rows.append(row)
     return rows
-
-
-def format_table(rows: list[dict[str, Any]]) -> str:
-    header = ["task", "model", "role", "metric", "dev %", "retention %", "params", "params ratio"]
-    header += ["latency ms", "latency ratio (speed-up)"]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for r in rows:
-        cells = [
-            r["task"],
-            f"{r['model']} (DEGENERATE)" if r.get("degenerate") else r["model"],
-            r["role"] if r["role"] == "teacher" else f"student of {r['teacher'] or '?'}",
-            r["metric"] or "-",
-            _fmt(None if r["score"] is None else 100 * r["score"], ".2f"),
-            _fmt(r["retention"], ".1f"),
-            "-" if r["params"] is None else human_count(r["params"]),
-            _fmt(r["params_ratio"], ".1f", "x"),
-            _fmt(r["latency_ms"], ".2f"),
-            _fmt(r["speedup"], ".1f", "x"),
-        ]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
-
-
-def format_points(points: list[dict[str, Any]]) -> str:
-    """Every plotted model x backend with its speed-up over its teacher's PyTorch latency."""
-    header = ["model", "task", "backend", "metric", "dev %", "latency ms", "speed-up vs teacher torch"]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for p in sorted(points, key=lambda p: (p["task"], -p["latency_ms"])):
-        t = p.get("teacher_latency_ms")
-        cells = [
-            p["name"],
-            p["task"],
-            p["backend"],
-            p["metric"],
-            f"{p['score']:.2f}",
-            f"{p['latency_ms']:.2f}",
-        ]
-        cells.append(_fmt(t / p["latency_ms"] if t else None, ".1f", "x"))
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
 
 
 def _run_lines(run: Run) -> str:
@@ -326,7 +277,7 @@ def build_report(
             else "the runs' metrics.json (best dev evaluation during training)."
         ),
         "",
-        format_table(rows),
+        report_table(rows),
         "## Training loss",
         "",
         "![training loss curves](loss_curves.png)",
@@ -335,7 +286,7 @@ def build_report(
         "",
         "![dev metric vs CPU latency](accuracy_vs_latency.png)",
         "",
-        format_points(points),
+        points_table(points),
         "## Runs",
         "",
         *[_run_lines(r) for r in runs],
@@ -344,4 +295,4 @@ def build_report(
     (out / "report.md").write_text("\n".join(md))
     payload = {"rows": rows, "points": points, "seq_len": seq_len, "latency_source": source}
     (out / "report.json").write_text(json.dumps(payload, indent=2))
-    return {"output": str(out), "rows": rows, "table": format_table(rows), "points": points}
+    return {"output": str(out), "rows": rows, "table": report_table(rows), "points": points}

@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from tinydistill.deploy.cache import onnx_cache
 from tinydistill.deploy.export import export_model, quantize_file
 from tinydistill.deploy.runtime import (
     BACKENDS,
@@ -20,7 +21,6 @@ from tinydistill.deploy.runtime import (
     Runner,
     Source,
     TorchRunner,
-    cache_root,
     resolve_source,
 )
 from tinydistill.errors import TinyDistillError
@@ -44,7 +44,7 @@ def ensure_onnx(
     if int8 and src.onnx is not None:
         st = src.onnx.stat()
         stamp = f"{src.onnx.resolve()}:{st.st_size}:{st.st_mtime_ns}"
-        out = cache_root(cache_dir) / hashlib.sha1(stamp.encode()).hexdigest()[:16]
+        out = onnx_cache(cache_dir) / hashlib.sha1(stamp.encode()).hexdigest()[:16]
         target = out / INT8_FILE
         if not target.is_file():
             out.mkdir(parents=True, exist_ok=True)
@@ -52,7 +52,7 @@ def ensure_onnx(
         return target
     if src.hf_dir is None:
         raise TinyDistillError(f"{src.given}: no PyTorch weights to export an ONNX model from")
-    out = cache_root(cache_dir) / _cache_key(src.hf_dir)
+    out = onnx_cache(cache_dir) / _cache_key(src.hf_dir)
     if not (out / ONNX_FILE).is_file():
         export_model(src.hf_dir, out, quantize="int8" if int8 else None, **export_kw)
     if int8 and not (out / INT8_FILE).is_file():

@@ -2,13 +2,12 @@
 
 A :class:`Runner` hides the backend: it takes numpy token arrays and returns numpy logits, and knows
 its tokenizer, labels, parameter count and size on disk. ONNX backends given an HF dir export it on
-the fly into a cache dir (``$TINYDISTILL_CACHE`` or ``~/.cache/tinydistill``), keyed by the weights.
+the fly into the ONNX cache (:func:`tinydistill.deploy.cache.onnx_cache`), keyed by the weights.
 """
 
 from __future__ import annotations
 
 import importlib
-import inspect
 import json
 import os
 from dataclasses import dataclass
@@ -18,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from tinydistill.bench import size_on_disk
+from tinydistill.deploy.inputs import TOKEN_INPUTS, feed, model_input_names
 from tinydistill.errors import TinyDistillError
 from tinydistill.models.load import resolve_model_path
 
@@ -26,7 +25,6 @@ BACKENDS = ("torch", "onnx", "onnx-int8")
 ONNX_FILE = "model.onnx"
 INT8_FILE = "model.int8.onnx"
 EXPORT_META = "export.json"
-TOKEN_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
 
 def require(module: str) -> Any:
@@ -49,6 +47,13 @@ def parse_backends(value: str | list[str] | tuple[str, ...]) -> list[str]:
     if not out:
         raise TinyDistillError("no backend given")
     return out
+
+
+def size_on_disk(path: str | Path) -> int:
+    """Bytes of the weight files (safetensors, bin, onnx, onnx data) at ``path``, a file or a dir."""
+    path = Path(path)
+    files = [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()]
+    return sum(p.stat().st_size for p in files if p.suffix in {".safetensors", ".bin", ".onnx", ".data"})
 
 
 def _has_weights(path: Path) -> bool:
@@ -105,12 +110,6 @@ def resolve_source(path: str | os.PathLike) -> Source:
     if src.hf_dir is None and src.onnx is None and src.onnx_int8 is None:
         raise TinyDistillError(f"{given}: no model found (expected HF weights *.safetensors or {ONNX_FILE})")
     return src
-
-
-def cache_root(cache_dir: str | os.PathLike | None = None) -> Path:
-    if cache_dir:
-        return Path(cache_dir)
-    return Path(os.environ.get("TINYDISTILL_CACHE", "~/.cache/tinydistill")).expanduser() / "onnx"
 
 
 def has_tokenizer(path: Path) -> bool:
@@ -192,13 +191,7 @@ class Runner:
 
     def feed(self, batch: dict[str, Any]) -> dict[str, np.ndarray]:
         """The arrays this model takes, as int64."""
-        out = {}
-        for k in self.input_names:
-            if k in batch:
-                out[k] = np.asarray(batch[k], dtype=np.int64)
-            elif k == "token_type_ids":
-                out[k] = np.zeros_like(np.asarray(batch["input_ids"]), dtype=np.int64)
-        return out
+        return feed(batch, self.input_names)
 
     def __call__(self, batch: dict[str, Any]) -> np.ndarray:
         raise NotImplementedError
@@ -217,8 +210,7 @@ class TorchRunner(Runner):
             raise TinyDistillError(f"cannot load model '{src.given}': {str(exc).splitlines()[0]}") from exc
         self.model = model.to(device).eval()
         self.config = {**self.config, **model.config.to_dict()}
-        accepted = set(inspect.signature(model.forward).parameters)
-        self.input_names = [k for k in TOKEN_INPUTS if k in accepted]
+        self.input_names = model_input_names(model)
         self.params = sum(p.numel() for p in model.parameters())
         self.size_bytes = size_on_disk(src.hf_dir)
 

@@ -28,6 +28,7 @@ from transformers import AttentionInterface
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.masking_utils import AttentionMaskInterface, eager_mask
 
+from tinydistill.deploy.inputs import model_inputs
 from tinydistill.errors import TinyDistillError
 from tinydistill.losses.reps import Reps
 
@@ -142,13 +143,6 @@ def recording(layers: Collection[int] | None = None) -> Iterator[list[torch.Tens
         yield _state.scores
     finally:
         _state.scores, _state.wanted = previous, previous_wanted
-
-
-def model_inputs(model: nn.Module, batch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """The subset of ``batch`` that ``model.forward`` accepts (e.g. no token_type_ids for MPNet)."""
-    accepted = inspect.signature(model.forward).parameters
-    keys = ("input_ids", "attention_mask", "token_type_ids")
-    return {k: batch[k] for k in keys if k in batch and k in accepted}
 
 
 def forward_reps(

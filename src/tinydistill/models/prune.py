@@ -33,9 +33,9 @@ import torch
 from torch import nn
 from transformers import PretrainedConfig, PreTrainedModel
 
+from tinydistill.deploy.inputs import model_inputs
 from tinydistill.errors import TinyDistillError
 from tinydistill.losses import HiddenProjection
-from tinydistill.models.capture import model_inputs
 
 PLAN_FILE = "prune.json"
 SHAPE_KEYS = ("num_hidden_layers", "hidden_size", "num_attention_heads", "intermediate_size")
