@@ -222,6 +222,20 @@ def test_no_import_cycles_and_features_never_import_the_cli() -> None:
 # ----------------------------------------------------------------------------- the Python API
 
 
+def test_api_names_survive_submodule_imports() -> None:
+    """A submodule named like an API function (tinydistill.augment, .pipeline, .bench) would replace it."""
+    import importlib
+
+    for path in SRC.rglob("*.py"):
+        name = ".".join(path.relative_to(SRC.parent).with_suffix("").parts).removesuffix(".__init__")
+        if name != "tinydistill.__main__":
+            try:
+                importlib.import_module(name)
+            except ImportError:  # an optional extra that is not installed
+                continue
+    assert all(callable(getattr(tinydistill, n)) for n in tinydistill.__all__ if n != "__version__")
+
+
 @pytest.fixture(scope="module")
 def objects(tmp_path_factory):
     from conftest import write_vocab

@@ -1,0 +1,256 @@
+"""Task distillation, the recipe behind ``tinydistill distill``: a teacher, a student, a method.
+
+The method is the config's recipe (default ``tinybert4``: stage ``intermediate`` then
+``prediction``): stages of phases of weighted loss terms (:mod:`~tinydistill.training.schedule`),
+term options and gradient perturbation. Each stage is one call of the training loop on the same
+:class:`~tinydistill.training.terms.Distiller`; the last stage evaluates on dev and keeps the best.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+from typing import Any
+
+from accelerate.utils import set_seed
+
+from tinydistill import config as C
+from tinydistill import runs as R
+from tinydistill.data import EncodedDataset, make_loader, subsample
+from tinydistill.errors import TinyDistillError
+from tinydistill.evaluation import Evaluation, run_evaluation, warn_if_degenerate
+from tinydistill.losses import HiddenProjection
+from tinydistill.losses.common import parse_options
+from tinydistill.mapping import layer_map, parse_layer_map
+from tinydistill.models.capture import enable_capture
+from tinydistill.models.load import (
+    build_student,
+    check_tokenizers,
+    check_vocab,
+    count_params,
+    init_from_teacher,
+    load_classifier,
+    load_tokenizer,
+    model_name,
+    save_model,
+    student_config,
+)
+from tinydistill.models.prune import PrunePlan, init_projection
+from tinydistill.start import checkpoint_plan, pruned_student, resolve_start, student_shape, task_batches
+from tinydistill.tasks.resolve import TaskData
+from tinydistill.training import loop
+from tinydistill.training import schedule as S
+from tinydistill.training.perturb import PerturbOptions
+from tinydistill.training.terms import Distiller, build_term_modules, parse_term_options, teacher_reps
+
+
+@dataclasses.dataclass
+class Models:
+    teacher: Any
+    student: Any
+    start: str  # pruned | random | checkpoint | given
+    plan: PrunePlan | None  # when the student was cut from the teacher (now or by `prune`)
+    layers: list[int]  # teacher layer of each student layer
+
+
+def with_method(cfg: C.DistillConfig) -> C.DistillConfig:
+    """A config made by hand (no ``stages``): its recipe's method under the values set."""
+    if cfg.stages is not None:
+        return cfg
+    base = type(cfg)()
+    values = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)}
+    return C.build(type(cfg), None, **{k: v for k, v in values.items() if v != getattr(base, k)})
+
+
+def load_teacher(cfg: C.DistillConfig, data: TaskData, given: Any = None):
+    teacher = given if given is not None else load_classifier(cfg.teacher, data.spec)
+    if getattr(teacher, "tinydistill_new_head", False):
+        raise TinyDistillError(
+            f"teacher {cfg.teacher} has no trained {data.spec.num_labels}-output head for task "
+            f"{data.spec.name}: fine-tune it first (tinydistill finetune)"
+        )
+    return teacher.eval().requires_grad_(False)
+
+
+def _pruned(cfg: C.DistillConfig, teacher, tokenizer, data: TaskData):
+    """The student shape cut from the teacher, ranked on the task's own train rows."""
+    check_vocab(teacher.config, student_config(cfg.student, teacher.config))
+    shape = student_shape(cfg.student) or {}
+    n_layers = shape.get("num_hidden_layers", teacher.config.num_hidden_layers)
+    layers = layer_map(parse_layer_map(cfg.layer_map), n_layers, teacher.config.num_hidden_layers)
+    length = min(
+        cfg.max_seq_length or data.spec.max_seq_length, R.position_limit(teacher, tokenizer=tokenizer)
+    )
+    rows = subsample(data.train, cfg.max_train_samples, cfg.seed)
+    batches = task_batches(rows, tokenizer, data.spec, length, cfg.calibration_samples, cfg.seed)
+    return pruned_student(teacher, shape, batches, layers, cfg.teacher)
+
+
+def load_models(cfg: C.DistillConfig, data: TaskData, tokenizer, teacher: Any, student: Any) -> Models:
+    """Teacher (given or loaded), student (given, pruned, random or a checkpoint), and the layer map."""
+    teacher = load_teacher(cfg, data, teacher)
+    if student is not None:
+        check_vocab(teacher.config, student.config)
+        start, plan = "given", None
+    else:
+        if Path(cfg.student).is_dir():
+            check_tokenizers(tokenizer, cfg.student)
+        start = resolve_start("random" if cfg.init_from_teacher else cfg.start, cfg.student, teacher)
+        if start == "pruned":
+            student, plan = _pruned(cfg, teacher, tokenizer, data)
+        else:
+            student, plan = (
+                build_student(cfg.student, teacher, data.spec, seed=cfg.seed),
+                checkpoint_plan(cfg.student),
+            )
+    n_student, n_teacher = student.config.num_hidden_layers, teacher.config.num_hidden_layers
+    use_plan = plan is not None and cfg.layer_map == "uniform"
+    layers = plan.layers if use_plan else layer_map(parse_layer_map(cfg.layer_map), n_student, n_teacher)
+    if cfg.init_from_teacher:
+        init_from_teacher(student, teacher, layers)
+    return Models(teacher, student, start, plan, layers)
+
+
+def build_distiller(cfg: C.DistillConfig, m: Models, used: set[str], regression: bool) -> Distiller:
+    """The student, W_h (from the prune plan when there is one) and the modules of the terms in use."""
+    options = parse_term_options(cfg.term_options)
+    perturb = parse_options(PerturbOptions, cfg.perturbation, "perturbation")
+    if "attention" in used:
+        heads = (m.student.config.num_attention_heads, m.teacher.config.num_attention_heads)
+        if heads[0] != heads[1]:
+            raise TinyDistillError(
+                f"the attention loss needs equal head counts: student has {heads[0]}, teacher {heads[1]} "
+                "(use a student with the teacher's head count, or set the attention weight to 0)"
+            )
+        enable_capture(m.teacher)
+        enable_capture(m.student)
+    d_student, d_teacher = m.student.config.hidden_size, m.teacher.config.hidden_size
+    n_layers = m.student.config.num_hidden_layers
+    proj = HiddenProjection(d_student, d_teacher, n_layers, shared=cfg.hidden_proj_shared)
+    if m.plan is not None:
+        init_projection(proj, m.plan)
+    return Distiller(
+        m.student,
+        proj,
+        m.layers,
+        cfg.temperature,
+        regression,
+        modules=build_term_modules(used, options, d_student, d_teacher, n_layers),
+        options=options,
+        perturb_epsilon=float(perturb.epsilon) if perturb.enabled else None,
+    )
+
+
+def plan(cfg: C.DistillConfig, data: TaskData, m: Models, tokenizer) -> tuple[C.DistillConfig, list[S.Stage]]:
+    """Resolve the run (task defaults, length limits, each stage's settings) and pick the stages to run."""
+    given = {"learning_rate": cfg.learning_rate, "epochs": cfg.epochs}
+    # the run-wide lr/epochs stay what the user gave: each stage records its own
+    limit = R.position_limit(m.teacher, m.student, tokenizer=tokenizer)
+    cfg = dataclasses.replace(R.resolve(cfg, data, limit), **given)
+    stages = S.plan_stages(cfg, data.spec.epochs)
+    cfg = dataclasses.replace(cfg, stages=[st.to_dict() for st in stages])  # the record: what each ran
+    run = stages if cfg.stage == "all" else [st for st in stages if st.name == cfg.stage]
+    if not run:
+        raise TinyDistillError(f"no stage named '{cfg.stage}' (stages: {', '.join(s.name for s in stages)})")
+    return cfg, run
+
+
+def _stage_record(stage: S.Stage, schedule: S.Schedule, result: loop.LoopResult) -> dict[str, Any]:
+    return {
+        "learning_rate": stage.learning_rate,
+        "epochs": stage.epochs,
+        "max_steps": stage.max_steps,
+        "steps": result.steps,
+        "phases": [
+            {"first_step": first + 1, "terms": dict(p.terms)}
+            for first, p in zip(schedule.starts, stage.phases, strict=True)
+        ],
+        "history": result.history,
+        "evals": result.evals,
+        "best": result.best_metrics,
+    }
+
+
+def distill(
+    cfg: C.DistillConfig,
+    *,
+    teacher: Any = None,
+    student: Any = None,
+    tokenizer: Any = None,
+    train: Any = None,
+    dev: Any = None,
+) -> R.RunResult:
+    """Distill ``cfg.student`` from the fine-tuned ``cfg.teacher`` with the config's method.
+
+    ``teacher`` / ``student`` / ``tokenizer`` (objects) replace loading them; ``train`` / ``dev``
+    rows replace the task's files. Writes the run dir; returns its metrics (a RunResult).
+    """
+    cfg = with_method(cfg)
+    cfg = dataclasses.replace(
+        cfg,
+        teacher=model_name(teacher) if teacher is not None else cfg.teacher,
+        student=model_name(student) if student is not None else cfg.student,
+    )
+    data = R.task_data(cfg, labels_from=None if teacher is not None else cfg.teacher, train=train, dev=dev)
+    tokenizer = tokenizer or load_tokenizer(cfg.teacher)
+    m = load_models(cfg, data, tokenizer, teacher, student)
+    cfg, run = plan(cfg, data, m, tokenizer)
+    set_seed(cfg.seed)
+    distiller = build_distiller(cfg, m, set().union(*(st.term_names for st in run)), data.spec.is_regression)
+    output = Path(cfg.output)
+    output.mkdir(parents=True, exist_ok=True)
+    C.save(cfg, output / "config.yaml")
+    if m.plan is not None:
+        m.plan.save(output)
+    train_set = EncodedDataset(
+        subsample(data.train, cfg.max_train_samples, cfg.seed), tokenizer, cfg.max_seq_length, data.spec
+    )
+    rows = R.dev_rows(cfg, data)
+    acc = loop.make_accelerator(cfg, output)
+    teacher = acc.prepare_model(m.teacher, evaluation_mode=True)
+    loader = make_loader(train_set, tokenizer, cfg.batch_size, shuffle=True, seed=cfg.seed)
+    clock = {"step": 0}
+
+    def step_loss(model, batch):
+        inner = acc.unwrap_model(model)
+        inner.set_step(clock["step"])  # switches phases inside a stage
+        clock["step"] += 1
+        return model(batch, teacher_reps(teacher, batch, attentions=inner.needs_attention))
+
+    def evaluate() -> Evaluation:
+        student = acc.unwrap_model(distiller).student
+        return run_evaluation(
+            student, tokenizer, data.spec, rows, cfg.max_seq_length, cfg.eval_batch_size, acc
+        )
+
+    summary: dict[str, Any] = {
+        "task": data.spec.name, "method": cfg.method, "teacher": cfg.teacher, "student": cfg.student,
+        "start": m.start, "layer_map": m.layers, "train_examples": len(train_set), "stages": {},
+    }  # fmt: skip
+    began = time.time()
+    for stage in run:
+        total = loop.plan_steps(len(loader), stage.epochs, stage.max_steps)
+        schedule = S.Schedule(stage.phases, total)
+        acc.unwrap_model(distiller).set_schedule(schedule)
+        clock["step"] = 0
+        result = loop.train(
+            accelerator=acc, model=distiller, loader=loader, step_loss=step_loss, total_steps=total,
+            lr=stage.learning_rate, evaluate=evaluate if stage.evaluate else None,
+            save=lambda: save_model(acc.unwrap_model(distiller).student, tokenizer, output), name=stage.name,
+            **R.loop_options(cfg, len(loader)),
+        )  # fmt: skip
+        summary["stages"][stage.name] = _stage_record(stage, schedule, result)
+    final = acc.unwrap_model(distiller).student
+    verdict = result.best_eval if run[-1].evaluate else evaluate()  # before the process group goes
+    acc.end_training()
+    summary.update(
+        dev=verdict.flat,
+        **verdict.record(),
+        train_seconds=round(time.time() - began, 1),
+        params=count_params(final),
+        teacher_params=count_params(teacher),
+    )
+    R.write_json(output / "metrics.json", summary)
+    warn_if_degenerate(verdict, f"the student in {output}")
+    return R.RunResult(summary, output, final)
