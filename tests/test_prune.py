@@ -203,7 +203,7 @@ def test_distill_start_flag(tmp_path, bert_teacher_dir, glue_dir):
 def test_prune_calibrates_on_a_prepared_corpus(tmp_path, bert_teacher_dir):
     from conftest import toy_sentence
 
-    from tinydistill.corpus import prepare_corpus
+    from tinydistill import prepare_corpus
 
     rng = __import__("random").Random(0)
     text = tmp_path / "text.txt"

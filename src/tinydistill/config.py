@@ -643,7 +643,7 @@ def recipe_description(path: Path) -> str:
     """The first comment line of a recipe file."""
     for line in path.read_text().splitlines():
         if line.startswith("#"):
-            return line.lstrip("# ").strip()
+            return line.lstrip("# ").strip().rstrip(":.") + "."
     return ""
 
 
