@@ -9,9 +9,9 @@ import pytest
 import torch
 from accelerate import Accelerator
 from torch import nn
-from torch.utils.data import DataLoader, TensorDataset
 
 from tinydistill.config import DistillConfig, FinetuneConfig, build, load_yaml, save
+from tinydistill.data import Batches
 from tinydistill.errors import TinyDistillError
 from tinydistill.training.loop import plan_steps, train
 
@@ -199,7 +199,9 @@ def accelerator() -> Accelerator:
 def tiny_setup():
     torch.manual_seed(0)
     model = nn.Linear(2, 1)
-    loader = DataLoader(TensorDataset(torch.randn(8, 2)), batch_size=2)  # 4 batches
+    loader = Batches(
+        8, 2, lambda rows, x=torch.randn(8, 2): {"x": x[torch.as_tensor(rows)]}, shuffle=False
+    )  # 4 batches
     return model, loader
 
 
@@ -210,17 +212,17 @@ def test_train_stops_on_non_finite_loss(accelerator: Accelerator, bad: float) ->
     saves = []
     calls = []
 
-    def step_loss(m, batch):
+    def step_loss(m, batch, step):
         calls.append(1)
         if len(calls) < 3:
-            return m(batch[0]).pow(2).mean(), {}
+            return m(batch["x"]).pow(2).mean(), {}
         return torch.tensor(bad, requires_grad=True), {}
 
     with pytest.raises(TinyDistillError, match="loss is (nan|inf) at step 3"):
         train(
             accelerator=accelerator,
             model=model,
-            loader=loader,
+            batches=loader,
             step_loss=step_loss,
             total_steps=6,
             lr=0.1,
@@ -240,8 +242,8 @@ def test_train_nan_on_first_step_changes_nothing(accelerator: Accelerator) -> No
         train(
             accelerator=accelerator,
             model=model,
-            loader=loader,
-            step_loss=lambda m, b: (torch.tensor(float("nan"), requires_grad=True), {}),
+            batches=loader,
+            step_loss=lambda m, b, step: (torch.tensor(float("nan"), requires_grad=True), {}),
             total_steps=4,
             lr=0.1,
             save=lambda: saves.append(1),
@@ -258,8 +260,8 @@ def test_train_runs_total_steps_and_saves_at_end(accelerator: Accelerator) -> No
     result = train(
         accelerator=accelerator,
         model=model,
-        loader=loader,
-        step_loss=lambda m, b: (m(b[0]).pow(2).mean(), {"part": 1.0}),
+        batches=loader,
+        step_loss=lambda m, b, step: (m(b["x"]).pow(2).mean(), {"part": 1.0}),
         total_steps=6,
         lr=0.05,
         warmup_ratio=0.0,
@@ -285,8 +287,8 @@ def test_train_saves_only_on_improvement(accelerator: Accelerator) -> None:
     result = train(
         accelerator=accelerator,
         model=model,
-        loader=loader,
-        step_loss=lambda m, b: (m(b[0]).pow(2).mean(), {}),
+        batches=loader,
+        step_loss=lambda m, b, step: (m(b["x"]).pow(2).mean(), {}),
         total_steps=5,
         lr=0.01,
         eval_every=2,

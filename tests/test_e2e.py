@@ -334,28 +334,23 @@ def test_regression_task_finetune_and_distill(tmp_path):
 
 
 def test_nan_loss_raises_and_keeps_earlier_files(tmp_path):
+    """A run that blows up never touches the finished run in --output; its partial dir keeps what it wrote."""
     encoder = make_encoder(tmp_path)
     glue = write_sst2_like(tmp_path / "glue", n_train=32, n_dev=8)
     out = tmp_path / "run"
-    out.mkdir()
-    (out / "notes.txt").write_text("keep me\n")
+    common = dict(task="sst2", data_dir=str(glue), model=str(encoder), output=str(out), batch_size=4)
+    tinydistill.finetune(max_steps=2, **common)
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
     with pytest.raises(TinyDistillError, match=r"loss is (nan|inf)"):
-        # eval_every=1 writes a checkpoint at step 1, before the loss blows up
+        # eval_every=1 saves a best model at step 1, before the loss blows up
         tinydistill.finetune(
-            task="sst2",
-            data_dir=str(glue),
-            model=str(encoder),
-            output=str(out),
-            max_steps=30,
-            learning_rate=1e6,
-            batch_size=4,
-            eval_every=1,
-            logging_steps=1,
+            max_steps=30, learning_rate=1e6, eval_every=1, logging_steps=1, overwrite=True, **common
         )
-    assert (out / "notes.txt").read_text() == "keep me\n"
-    assert read_yaml(out / "config.yaml")["learning_rate"] == 1e6
-    assert (out / "model.safetensors").is_file() and (out / "config.json").is_file()
-    assert not (out / ".saving").exists()
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before  # byte-identical
+    partial = tmp_path / ".run.partial"
+    assert read_yaml(partial / "config.yaml")["learning_rate"] == 1e6
+    assert (partial / "model.safetensors").is_file() and not (partial / "metrics.json").exists()
+    assert not (partial / ".saving").exists()
 
 
 def test_nan_loss_during_distillation_raises(trained, tmp_path, monkeypatch):
@@ -366,8 +361,6 @@ def test_nan_loss_during_distillation_raises(trained, tmp_path, monkeypatch):
 
     monkeypatch.setitem(terms.LOSS_TERMS, "hidden", nan_hidden)
     out = tmp_path / "student"
-    out.mkdir()
-    (out / "notes.txt").write_text("keep me\n")
     with pytest.raises(TinyDistillError, match=r"intermediate: loss is nan at step 1"):
         tinydistill.distill(
             task="sst2",
@@ -378,9 +371,8 @@ def test_nan_loss_during_distillation_raises(trained, tmp_path, monkeypatch):
             max_steps=2,
             **RECIPE,
         )
-    assert (out / "notes.txt").read_text() == "keep me\n"
-    assert (out / "config.yaml").is_file()
-    assert not (out / "metrics.json").exists()
+    assert not out.exists()  # nothing finished: --output is not created
+    assert (tmp_path / ".student.partial" / "config.yaml").is_file()
 
 
 def test_in_training_evaluation_sees_every_dev_example(tmp_path):

@@ -86,10 +86,10 @@ def test_exact_resume_after_a_signal(setup, tmp_path, monkeypatch):
     straight = run(setup, tmp_path / "straight", max_steps=6)
 
     calls = {"n": 0}
-    step = S.GeneralStep.__call__
+    step = S.GeneralLoss.__call__
 
-    def stop_after_three(self, batch):
-        out = step(self, batch)
+    def stop_after_three(self, distiller, batch, i):
+        out = step(self, distiller, batch, i)
         calls["n"] += 1
         if calls["n"] == 3:
             signal.raise_signal(
@@ -97,12 +97,12 @@ def test_exact_resume_after_a_signal(setup, tmp_path, monkeypatch):
             )  # the handler only sets a flag: the loop checkpoints and stops
         return out
 
-    monkeypatch.setattr(S.GeneralStep, "__call__", stop_after_three)
-    with pytest.raises(G.Interrupted, match="SIGTERM: stopped at step 3"):
+    monkeypatch.setattr(S.GeneralLoss, "__call__", stop_after_three)
+    with pytest.raises(G.Interrupted, match="SIGTERM: stopped general at step 3"):
         run(setup, tmp_path / "resumed", max_steps=6, save_every=100)
     assert [s for s, _ in checkpoint_dirs(tmp_path / "resumed" / "checkpoints")] == [3]
     assert not (tmp_path / "resumed" / "model.safetensors").exists()
-    monkeypatch.setattr(S.GeneralStep, "__call__", step)
+    monkeypatch.setattr(S.GeneralLoss, "__call__", step)
 
     with pytest.raises(TinyDistillError, match="pass --resume"):
         run(setup, tmp_path / "resumed", max_steps=6, save_every=100)

@@ -17,7 +17,7 @@ from accelerate.utils import set_seed
 
 from tinydistill import config as C
 from tinydistill import runs as R
-from tinydistill.data import EncodedDataset, make_loader, subsample
+from tinydistill.data import EncodedDataset, subsample, train_batches
 from tinydistill.deploy.inputs import model_inputs
 from tinydistill.distillation import distill
 from tinydistill.errors import TinyDistillError
@@ -48,65 +48,63 @@ def finetune(
     """Fine-tune any HF encoder on a task; keeps the best-on-dev checkpoint in ``cfg.output``.
 
     ``model`` / ``tokenizer`` (objects) replace loading ``cfg.model``; ``train`` / ``dev`` rows replace
-    the task's files.
+    the task's files. ``cfg.resume`` continues an interrupted run (or returns a finished one).
     """
     data = R.task_data(cfg, train=train, dev=dev)
+    run = R.open_run(cfg)
+    if run.finished is not None:
+        return R.RunResult(run.finished, run.output)
     if model is not None:
         cfg = dataclasses.replace(cfg, model=model_name(model))
     tokenizer = tokenizer or load_tokenizer(cfg.model)
     set_seed(cfg.seed)  # before the new head is initialised: same seed, same weights
     model = model if model is not None else load_classifier(cfg.model, data.spec)
     cfg = R.resolve(cfg, data, R.position_limit(model, tokenizer=tokenizer))
-    output = Path(cfg.output)
-    output.mkdir(parents=True, exist_ok=True)
-    C.save(cfg, output / "config.yaml")
     train_set = EncodedDataset(
         subsample(data.train, cfg.max_train_samples, cfg.seed), tokenizer, cfg.max_seq_length, data.spec
     )
-    dev = R.dev_rows(cfg, data)
-    acc = loop.make_accelerator(cfg, output)
-    loader = make_loader(train_set, tokenizer, cfg.batch_size, shuffle=True, seed=cfg.seed)
+    rows = R.dev_rows(cfg, data)
+    acc = loop.make_accelerator(cfg, run.work)
+    if acc.is_main_process:
+        C.save(cfg, run.work / "config.yaml")
+    batches = train_batches(train_set, tokenizer, cfg.batch_size, cfg.seed)
 
-    def step_loss(m, batch):
+    def step_loss(m, batch, step):
         out = m(**model_inputs(acc.unwrap_model(m), batch), labels=batch["labels"])
         return out.loss, {}
 
     def evaluate() -> Evaluation:
         return run_evaluation(
-            acc.unwrap_model(model), tokenizer, data.spec, dev, cfg.max_seq_length, cfg.eval_batch_size, acc
+            acc.unwrap_model(model), tokenizer, data.spec, rows, cfg.max_seq_length, cfg.eval_batch_size, acc
         )
 
-    total = loop.plan_steps(len(loader), cfg.epochs, cfg.max_steps)
-    start = time.time()
+    n_batches = -(-batches.batches_per_epoch // cfg.grad_accum)
     result = loop.train(
-        accelerator=acc,
-        model=model,
-        loader=loader,
-        step_loss=step_loss,
-        total_steps=total,
-        lr=cfg.learning_rate,
-        evaluate=evaluate,
-        save=lambda: save_model(acc.unwrap_model(model), tokenizer, output),
-        name="finetune",
-        **R.loop_options(cfg, len(loader)),
-    )
+        accelerator=acc, model=model, batches=batches, step_loss=step_loss,
+        total_steps=loop.plan_steps(n_batches, cfg.epochs, cfg.max_steps), lr=cfg.learning_rate,
+        evaluate=evaluate, save=lambda: save_model(acc.unwrap_model(model), tokenizer, run.work),
+        name="finetune", checkpoint=R.checkpointing(cfg, run),
+        restore_eval=lambda st: Evaluation(data.spec, **st),
+        **R.loop_options(cfg, n_batches),
+    )  # fmt: skip
     acc.end_training()
+    verdict = result.best_eval
     metrics = {
         "task": data.spec.name,
         "model": cfg.model,
         "steps": result.steps,
         "train_examples": len(train_set),
-        "train_seconds": round(time.time() - start, 1),
+        **R.scale(acc, cfg),
+        "train_seconds": result.seconds,
         "params": count_params(model),
         "dev": result.best_metrics,
-        **result.best_eval.record(),
+        **verdict.record(),
         "evals": result.evals,
         "history": result.history,
     }
-    R.write_json(output / "metrics.json", metrics)
-    warn_if_degenerate(result.best_eval, f"the fine-tuned model in {output}")
-    return R.RunResult(metrics, output, acc.unwrap_model(model))
-
+    R.finish_run(run, metrics)
+    warn_if_degenerate(verdict, f"the fine-tuned model in {run.output}")
+    return R.RunResult(metrics, run.output, acc.unwrap_model(model))
 
 
 def evaluate(

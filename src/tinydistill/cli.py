@@ -23,7 +23,7 @@ import typer
 
 from tinydistill import __version__
 from tinydistill import config as C
-from tinydistill.errors import TinyDistillError
+from tinydistill.errors import Interrupted, TinyDistillError
 
 
 def _version(value: bool) -> None:
@@ -154,6 +154,9 @@ def command(name: str, cls: type, call: str, show: Callable[[Any, Any], None]) -
             module, func = call.split(":")
             result = getattr(__import__(module, fromlist=[func]), func)(cfg)
             show(cfg, result)
+        except Interrupted as exc:
+            typer.echo(f"interrupted: {exc}", err=True)
+            raise typer.Exit(130) from None
         except TinyDistillError as exc:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(2) from None

@@ -124,10 +124,16 @@ class TrainOptions(Checked):
     optimizer: str = opt("adamw", f"Optimizer: {' | '.join(OPTIMIZERS)}.")
     scheduler: str = opt("linear", f"LR schedule after warm-up: {' | '.join(SCHEDULERS)}.")
     logger: str = opt("tensorboard", f"Metric logger (under OUTPUT/logs): {' | '.join(LOGGERS)}.")
+    grad_accum: int = opt(1, "Batches per optimizer step (gradient accumulation).")
+    save_every: int = opt(500, "Checkpoint every N optimizer steps (and at SIGINT/SIGTERM).")
+    keep_checkpoints: int = opt(2, "Newest checkpoints kept.")
+    resume: bool = opt(False, "Continue the run in --output from its newest checkpoint.", flags=("--resume",))
 
     def check(self) -> None:
         super().check()
-        _check_positive(self, "learning_rate", "logging_steps")
+        _check_positive(
+            self, "learning_rate", "logging_steps", "grad_accum", "save_every", "keep_checkpoints"
+        )
         if not 0 <= self.warmup_ratio < 1:
             raise TinyDistillError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
         _check_choice("mixed_precision", self.mixed_precision, PRECISIONS)
@@ -161,6 +167,9 @@ class RunConfig(TrainOptions, DataOptions):
     batch_size: int | None = opt(None, "Rows per step [the task's].")
     eval_batch_size: int = opt(64, "Rows per evaluation forward.")
     eval_every: int | None = opt(None, "Evaluate every N steps [once per epoch].")
+    overwrite: bool = opt(
+        False, "Replace a finished run in --output (kept until the new one is done).", flags=("--overwrite",)
+    )
 
     def check(self) -> None:
         super().check()
@@ -282,8 +291,6 @@ class GeneralConfig(TrainOptions):
     epochs: float | None = opt(None, "Passes over the corpus (or --max-steps).")
     batch_size: int = opt(32, "Sequences per step.")
     learning_rate: float = opt(1e-4, "Peak LR.", flags=("--learning-rate", "--lr"))
-    save_every: int = opt(500, "Checkpoint every N steps.")
-    keep_checkpoints: int = opt(2, "Newest checkpoints kept.")
     layer_map: str = opt("uniform", "Student layer -> teacher layer: uniform | top | bottom | '2,4,6'.")
     hidden_proj_shared: bool = opt(
         True,
@@ -292,7 +299,6 @@ class GeneralConfig(TrainOptions):
     )
     weights: dict[str, float] = opt(factory=lambda: dict.fromkeys(GENERAL_TERMS, 1.0), cli=False)
     teacher_precision: str = opt("auto", "Teacher forward: auto (bf16 where native) | fp32 | bf16.")
-    resume: bool = opt(False, "Continue from the newest checkpoint.", flags=("--resume",))
 
     def check(self) -> None:
         super().check()
@@ -300,7 +306,7 @@ class GeneralConfig(TrainOptions):
             raise TinyDistillError("a teacher model is required (--teacher MODEL)")
         if self.max_steps is None and self.epochs is None:
             raise TinyDistillError("give --max-steps or --epochs")
-        _check_positive(self, "max_steps", "epochs", "batch_size", "save_every", "keep_checkpoints")
+        _check_positive(self, "max_steps", "epochs", "batch_size")
         _check_choice("teacher_precision", self.teacher_precision, ("auto", "fp32", "bf16"))
         bad = sorted(set(self.weights) - set(GENERAL_TERMS))
         if bad:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
+import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 from transformers import PreTrainedTokenizerBase
@@ -55,6 +56,45 @@ def make_collate(tokenizer: PreTrainedTokenizerBase):
         return batch
 
     return collate
+
+
+class Batches:
+    """A seeded, resumable batch order: global batch ``k`` is the same rows whatever the process count.
+
+    Epoch ``e`` visits the rows in ``default_rng([seed, e]).permutation(n)`` (or in order), in batches
+    of ``batch_size`` (the last one may be smaller). The training loop asks for the rows of global
+    batches ``start, start + 1, ...`` (so a resumed run continues exactly where it stopped) and gives
+    each process its share of every batch.
+    """
+
+    def __init__(self, n_rows: int, batch_size: int, collate, seed: int = 42, shuffle: bool = True) -> None:
+        if n_rows < 1:
+            raise TinyDistillError("no examples to train on (empty dataset)")
+        self.n_rows, self.batch_size, self.collate = n_rows, batch_size, collate
+        self.seed, self.shuffle = seed, shuffle
+        self.batches_per_epoch = -(-n_rows // batch_size)
+
+    def order(self, epoch: int) -> np.ndarray:
+        if not self.shuffle:
+            return np.arange(self.n_rows)
+        return np.random.default_rng([self.seed, epoch]).permutation(self.n_rows)
+
+    def rows(self, start: int = 0) -> Iterator[np.ndarray]:
+        """Row indices of global batches ``start``, ``start + 1``, ... (forever, epoch after epoch)."""
+        epoch, index = divmod(start, self.batches_per_epoch)
+        while True:
+            order = self.order(epoch)
+            for i in range(index, self.batches_per_epoch):
+                yield order[i * self.batch_size : (i + 1) * self.batch_size]
+            epoch, index = epoch + 1, 0
+
+
+def train_batches(
+    dataset: EncodedDataset, tokenizer: PreTrainedTokenizerBase, batch_size: int, seed: int
+) -> Batches:
+    """Shuffled training batches of an encoded task set (dynamic padding per batch)."""
+    collate = make_collate(tokenizer)
+    return Batches(len(dataset), batch_size, lambda rows: collate([dataset[int(i)] for i in rows]), seed)
 
 
 def make_loader(

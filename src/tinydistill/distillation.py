@@ -9,7 +9,7 @@ term options and gradient perturbation. Each stage is one call of the training l
 from __future__ import annotations
 
 import dataclasses
-import time
+import json
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +17,7 @@ from accelerate.utils import set_seed
 
 from tinydistill import config as C
 from tinydistill import runs as R
-from tinydistill.data import EncodedDataset, make_loader, subsample
+from tinydistill.data import EncodedDataset, subsample, train_batches
 from tinydistill.errors import TinyDistillError
 from tinydistill.evaluation import Evaluation, run_evaluation, warn_if_degenerate
 from tinydistill.losses import HiddenProjection
@@ -169,7 +169,15 @@ def _stage_record(stage: S.Stage, schedule: S.Schedule, result: loop.LoopResult)
         "history": result.history,
         "evals": result.evals,
         "best": result.best_metrics,
+        "seconds": result.seconds,
     }
+
+
+def _resume_meta(run: R.RunDir) -> dict[str, Any]:
+    """The caller's part of the checkpoint to resume from: its stage and the stages already done."""
+    if run.resume is None:
+        return {}
+    return json.loads((run.resume / "trainer_state.json").read_text())
 
 
 def distill(
@@ -184,7 +192,8 @@ def distill(
     """Distill ``cfg.student`` from the fine-tuned ``cfg.teacher`` with the config's method.
 
     ``teacher`` / ``student`` / ``tokenizer`` (objects) replace loading them; ``train`` / ``dev``
-    rows replace the task's files. Writes the run dir; returns its metrics (a RunResult).
+    rows replace the task's files. ``cfg.resume`` continues an interrupted run from its newest
+    checkpoint (finished stages are not run again). Returns the run's metrics (a RunResult).
     """
     cfg = with_method(cfg)
     cfg = dataclasses.replace(
@@ -193,29 +202,31 @@ def distill(
         student=model_name(student) if student is not None else cfg.student,
     )
     data = R.task_data(cfg, labels_from=None if teacher is not None else cfg.teacher, train=train, dev=dev)
+    run = R.open_run(cfg)
+    if run.finished is not None:
+        return R.RunResult(run.finished, run.output)
     tokenizer = tokenizer or load_tokenizer(cfg.teacher)
     m = load_models(cfg, data, tokenizer, teacher, student)
-    cfg, run = plan(cfg, data, m, tokenizer)
+    cfg, stages = plan(cfg, data, m, tokenizer)
     set_seed(cfg.seed)
-    distiller = build_distiller(cfg, m, set().union(*(st.term_names for st in run)), data.spec.is_regression)
-    output = Path(cfg.output)
-    output.mkdir(parents=True, exist_ok=True)
-    C.save(cfg, output / "config.yaml")
-    if m.plan is not None:
-        m.plan.save(output)
+    distiller = build_distiller(
+        cfg, m, set().union(*(st.term_names for st in stages)), data.spec.is_regression
+    )
+    acc = loop.make_accelerator(cfg, run.work, find_unused=True)
+    if acc.is_main_process:
+        C.save(cfg, run.work / "config.yaml")
+        if m.plan is not None:
+            m.plan.save(run.work)
     train_set = EncodedDataset(
         subsample(data.train, cfg.max_train_samples, cfg.seed), tokenizer, cfg.max_seq_length, data.spec
     )
     rows = R.dev_rows(cfg, data)
-    acc = loop.make_accelerator(cfg, output)
     teacher = acc.prepare_model(m.teacher, evaluation_mode=True)
-    loader = make_loader(train_set, tokenizer, cfg.batch_size, shuffle=True, seed=cfg.seed)
-    clock = {"step": 0}
+    batches = train_batches(train_set, tokenizer, cfg.batch_size, cfg.seed)
 
-    def step_loss(model, batch):
+    def step_loss(model, batch, step):
         inner = acc.unwrap_model(model)
-        inner.set_step(clock["step"])  # switches phases inside a stage
-        clock["step"] += 1
+        inner.set_step(step)  # switches phases inside a stage
         return model(batch, teacher_reps(teacher, batch, attentions=inner.needs_attention))
 
     def evaluate() -> Evaluation:
@@ -226,31 +237,41 @@ def distill(
 
     summary: dict[str, Any] = {
         "task": data.spec.name, "method": cfg.method, "teacher": cfg.teacher, "student": cfg.student,
-        "start": m.start, "layer_map": m.layers, "train_examples": len(train_set), "stages": {},
+        "start": m.start, "layer_map": m.layers, "train_examples": len(train_set), **R.scale(acc, cfg),
+        "stages": {},
     }  # fmt: skip
-    began = time.time()
-    for stage in run:
-        total = loop.plan_steps(len(loader), stage.epochs, stage.max_steps)
+    resumed, offset, seconds = _resume_meta(run), 0, 0.0
+    n_batches = -(-batches.batches_per_epoch // cfg.grad_accum)
+    for stage in stages:
+        total = loop.plan_steps(n_batches, stage.epochs, stage.max_steps)
+        if stage.name in resumed.get("done", {}):  # finished before the interruption
+            summary["stages"][stage.name] = resumed["done"][stage.name]
+            offset, seconds = offset + total, seconds + resumed["done"][stage.name]["seconds"]
+            continue
         schedule = S.Schedule(stage.phases, total)
         acc.unwrap_model(distiller).set_schedule(schedule)
-        clock["step"] = 0
+        here = run.resume if resumed.get("name") == stage.name else None
+        meta = {"stage": stage.name, "done": dict(summary["stages"])}
         result = loop.train(
-            accelerator=acc, model=distiller, loader=loader, step_loss=step_loss, total_steps=total,
+            accelerator=acc, model=distiller, batches=batches, step_loss=step_loss, total_steps=total,
             lr=stage.learning_rate, evaluate=evaluate if stage.evaluate else None,
-            save=lambda: save_model(acc.unwrap_model(distiller).student, tokenizer, output), name=stage.name,
-            **R.loop_options(cfg, len(loader)),
+            save=lambda: save_model(acc.unwrap_model(distiller).student, tokenizer, run.work),
+            name=stage.name,
+            checkpoint=dataclasses.replace(R.checkpointing(cfg, run, offset, meta), resume=here),
+            restore_eval=lambda st: Evaluation(data.spec, **st), **R.loop_options(cfg, n_batches),
         )  # fmt: skip
         summary["stages"][stage.name] = _stage_record(stage, schedule, result)
+        offset, seconds = offset + total, seconds + result.seconds
     final = acc.unwrap_model(distiller).student
-    verdict = result.best_eval if run[-1].evaluate else evaluate()  # before the process group goes
+    verdict = result.best_eval if stages[-1].evaluate else evaluate()  # before the process group goes
     acc.end_training()
     summary.update(
         dev=verdict.flat,
         **verdict.record(),
-        train_seconds=round(time.time() - began, 1),
+        train_seconds=round(seconds, 1),
         params=count_params(final),
         teacher_params=count_params(teacher),
     )
-    R.write_json(output / "metrics.json", summary)
-    warn_if_degenerate(verdict, f"the student in {output}")
-    return R.RunResult(summary, output, final)
+    R.finish_run(run, summary)
+    warn_if_degenerate(verdict, f"the student in {run.output}")
+    return R.RunResult(summary, run.output, final)

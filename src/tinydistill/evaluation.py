@@ -123,6 +123,10 @@ class Evaluation:
     def degenerate(self) -> bool:
         return self.reason is not None
 
+    def state(self) -> dict:
+        """JSON-able: ``Evaluation(spec, **state)`` is this evaluation again (kept in checkpoints)."""
+        return {"metrics": self.metrics, "baseline": self.baseline, "constant": self.constant}
+
     def record(self) -> dict:
         """The keys every metrics.json carries next to ``dev``."""
         return {

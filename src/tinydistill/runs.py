@@ -8,13 +8,17 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import shutil
 from pathlib import Path
 from typing import Any
 
 from tinydistill import config as C
 from tinydistill.data import subsample
+from tinydistill.errors import TinyDistillError
 from tinydistill.models.load import resolve_model_path
 from tinydistill.tasks.resolve import TaskData, as_examples, load_task_data
+from tinydistill.training.checkpoint import latest_readable
 
 
 class RunResult(dict):
@@ -102,6 +106,7 @@ def write_json(path: Path, payload: dict[str, Any]) -> None:
 def loop_options(cfg: C.RunConfig, n_batches: int) -> dict[str, Any]:
     """The training-loop settings every recipe takes from its run config."""
     return dict(
+        grad_accum=cfg.grad_accum,
         optimizer_name=cfg.optimizer,
         scheduler_name=cfg.scheduler,
         weight_decay=cfg.weight_decay,
@@ -110,3 +115,120 @@ def loop_options(cfg: C.RunConfig, n_batches: int) -> dict[str, Any]:
         eval_every=cfg.eval_every or n_batches,
         logging_steps=cfg.logging_steps,
     )
+
+
+# ----------------------------------------------------------------------------- run dirs
+# A run is written into ``.<name>.partial/`` beside ``--output`` and renamed into place when it is
+# finished (``metrics.json`` is written last), so ``--output`` only ever holds a finished run.
+
+MIN_FREE_BYTES = 200 * 2**20
+# settings a --resume may not change (unset values are not compared)
+RESUME_KEYS = (
+    "task", "model", "teacher", "student", "recipe", "seed", "batch_size", "grad_accum", "epochs",
+    "max_steps", "learning_rate", "max_train_samples", "max_seq_length", "train_file", "optimizer",
+    "scheduler",
+)  # fmt: skip
+
+
+@dataclasses.dataclass
+class RunDir:
+    output: Path  # where the finished run lands
+    work: Path  # where it is written meanwhile
+    resume: Path | None  # the checkpoint to continue from
+    finished: dict[str, Any] | None  # the metrics of a run that is already complete (--resume)
+
+
+def is_main() -> bool:
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def check_writable(output: Path) -> None:
+    """A one-line error, before any work, when ``output`` cannot be written or its disk is full."""
+    parent = output.parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        probe = parent / f".{output.name}.probe-{os.getpid()}"
+        probe.write_bytes(b"0")
+        probe.unlink()
+    except OSError as exc:
+        raise TinyDistillError(f"cannot write the run to {output}: {exc.strerror or exc}") from None
+    free = shutil.disk_usage(parent).free
+    if free < MIN_FREE_BYTES:
+        raise TinyDistillError(f"only {free / 2**20:.0f} MB free under {parent}; a run needs at least 200 MB")
+
+
+def open_run(cfg: Any) -> RunDir:
+    """Where a run writes, refusing to replace a finished run without ``--overwrite``.
+
+    A finished ``--output`` with ``--resume`` is returned as done; an unfinished run (checkpoints in
+    the partial dir) continues with ``--resume`` (same settings) or starts again with ``--overwrite``.
+    """
+    output = Path(cfg.output)
+    work = output.parent / f".{output.name}.partial"
+    check_writable(output)
+    finished = output / "metrics.json"
+    if finished.is_file() and not cfg.overwrite:
+        if cfg.resume:
+            return RunDir(output, work, None, json.loads(finished.read_text()))
+        raise TinyDistillError(
+            f"{output} holds a finished run: --overwrite to replace it (kept until the new run is done), "
+            "--resume to keep it, or another --output"
+        )
+    if output.exists() and not finished.is_file() and any(output.iterdir()) and not cfg.overwrite:
+        raise TinyDistillError(f"{output} exists and is not a finished run: --overwrite to replace it")
+    latest = latest_readable(work / "checkpoints") if work.is_dir() else None
+    if latest is not None and not cfg.resume and not cfg.overwrite:
+        raise TinyDistillError(
+            f"{work} holds an unfinished run ({latest.name}): --resume to continue it, "
+            "--overwrite to start again"
+        )
+    if latest is not None and cfg.resume:
+        _check_same(work / "config.yaml", cfg)
+        return RunDir(output, work, latest, None)
+    if is_main():
+        shutil.rmtree(work, ignore_errors=True)
+        work.mkdir(parents=True)
+    return RunDir(output, work, None, None)
+
+
+def _check_same(saved: Path, cfg: Any) -> None:
+    if not saved.is_file():
+        return
+    import yaml
+
+    old = yaml.safe_load(saved.read_text()) or {}
+    new = dataclasses.asdict(cfg)
+    changed = [k for k in RESUME_KEYS if k in old and k in new and new[k] is not None and old[k] != new[k]]
+    if changed:
+        raise TinyDistillError(
+            f"--resume with other settings than the run in {saved.parent}: {', '.join(changed)} "
+            "(use the same values, or --overwrite to start again)"
+        )
+
+
+def finish_run(run: RunDir, metrics: dict[str, Any]) -> None:
+    """``metrics.json`` last, checkpoints dropped, then the finished dir takes the place of ``--output``."""
+    if not is_main():
+        return
+    write_json(run.work / "metrics.json", metrics)
+    shutil.rmtree(run.work / "checkpoints", ignore_errors=True)
+    old = run.output.parent / f".{run.output.name}.old"
+    shutil.rmtree(old, ignore_errors=True)
+    if run.output.exists():
+        os.replace(run.output, old)
+    os.replace(run.work, run.output)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def checkpointing(cfg: Any, run: RunDir, offset: int = 0, meta: dict[str, Any] | None = None) -> Any:
+    """The loop's checkpoint settings for a run dir (resuming from ``run.resume`` when set)."""
+    from tinydistill.training.loop import Checkpointing
+
+    return Checkpointing(
+        run.work / "checkpoints", cfg.save_every, cfg.keep_checkpoints, offset, meta or {}, run.resume
+    )
+
+
+def scale(acc: Any, cfg: Any) -> dict[str, int]:
+    """How many processes trained, and the rows per optimizer step across all of them."""
+    return {"world_size": acc.num_processes, "global_batch_size": cfg.batch_size * cfg.grad_accum}

@@ -153,6 +153,15 @@ class BatchStream:
                 yield rows, Position(epoch, index)
             epoch, index = epoch + 1, 0
 
+    def rows(self, start: int = 0) -> Iterator[np.ndarray]:
+        """Row indices of global batches ``start``, ``start + 1``, ... (the training loop's interface)."""
+        epoch, index = divmod(start, self.batches_per_epoch)
+        for rows, _ in self.indices(Position(epoch, index * self.batch_size)):
+            yield rows
+
+    def collate(self, rows: np.ndarray) -> dict[str, torch.Tensor]:
+        return self.corpus.batch(rows)
+
     def batches(self, start: Position = Position()) -> Iterator[tuple[dict[str, torch.Tensor], Position]]:
         for rows, position in self.indices(start):
             yield self.corpus.batch(rows), position

@@ -1,9 +1,10 @@
 """Resumable training state: checkpoints written atomically, the newest found again, old ones pruned.
 
 A checkpoint is a dir ``step-N/`` holding ``state.pt`` (tensors only, loadable with
-``weights_only=True``: model + projection weights, optimizer, scheduler, torch/CUDA RNG) and
-``trainer_state.json`` (step, data position, loss history, Python and NumPy RNG states). It is
-written as ``.step-N.tmp/`` and renamed into place, so a dir named ``step-N`` is always complete.
+``weights_only=True``: model + projection weights, optimizer, scheduler), ``rng-R.pt`` per process
+(Python, NumPy, torch and CUDA RNG states) and ``trainer_state.json`` (the loop's step, history,
+evaluations). It is written as ``.step-N.tmp/`` and renamed into place, so a dir named ``step-N`` is
+always complete; :func:`latest_readable` falls back to the previous one when the newest is damaged.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import os
 import random
 import re
 import shutil
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +65,51 @@ def checkpoint_dirs(root: Path) -> list[tuple[int, Path]]:
 def latest_checkpoint(root: Path) -> Path | None:
     dirs = checkpoint_dirs(root)
     return dirs[-1][1] if dirs else None
+
+
+def latest_readable(root: Path) -> Path | None:
+    """The newest checkpoint whose files load; a damaged newer one is reported and skipped."""
+    for _, path in reversed(checkpoint_dirs(root)):
+        try:
+            load_checkpoint(path)
+            return path
+        except Exception as exc:  # noqa: BLE001 - any unreadable file: fall back, say so
+            print(f"warning: checkpoint {path} is unreadable ({type(exc).__name__}); using the previous one",
+                  file=sys.stderr)  # fmt: skip
+    return None
+
+
+def temp_dir(root: Path, step: int) -> Path:
+    return root / f".step-{step}.tmp"
+
+
+def begin(root: Path, step: int) -> Path:
+    """A fresh temp dir for checkpoint ``step`` (the main process makes it; all write into it)."""
+    tmp = temp_dir(root, step)
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    return tmp
+
+
+def save_rng(tmp: Path, rank: int) -> None:
+    torch.save(rng_state(), tmp / f"rng-{rank}.pt")
+
+
+def load_rng(path: Path, rank: int) -> None:
+    state = torch.load(path / f"rng-{rank}.pt", map_location="cpu", weights_only=True)
+    set_rng_state(state["json"], state["torch"])
+
+
+def commit(tmp: Path, final: Path, tensors: dict[str, Any], meta: dict[str, Any], keep: int) -> Path:
+    """Write the tensors and meta into ``tmp``, rename it to ``final``, keep the newest ``keep``."""
+    torch.save(tensors, tmp / "state.pt")
+    (tmp / "trainer_state.json").write_text(json.dumps(meta))
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(tmp, final)
+    for _, old in checkpoint_dirs(final.parent)[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
 
 
 def save_checkpoint(root: Path, step: int, tensors: dict[str, Any], meta: dict[str, Any], keep: int) -> Path:

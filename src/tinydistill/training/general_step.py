@@ -6,10 +6,8 @@ Shared by :func:`tinydistill.training.general.general` and ``benchmarks/general_
 from __future__ import annotations
 
 from contextlib import nullcontext
-from typing import Any
 
 import torch
-from accelerate import Accelerator
 from torch import nn
 from transformers import AutoModel, PreTrainedModel
 
@@ -18,7 +16,7 @@ from tinydistill.models.capture import enable_capture, forward_reps
 from tinydistill.models.load import check_vocab, native_bf16, resolve_model_path, student_config
 
 __all__ = [
-    "GeneralStep",
+    "GeneralLoss",
     "build_encoder_student",
     "load_encoder",
     "prepare_teacher",
@@ -70,47 +68,24 @@ def prepare_teacher(teacher: PreTrainedModel, device: torch.device, dtype: torch
     return enable_capture(teacher)
 
 
-class GeneralStep:
-    """One optimizer step: teacher forward (inference mode, scores of the mapped layers only) + student
-    forward/backward + AdamW + schedule. Shared by :func:`general` and the throughput benchmark."""
+class GeneralLoss:
+    """The general-distillation loss of one batch: the teacher forward (inference mode, bf16 where
+    chosen, scores of the mapped layers only) and the student's embedding / hidden / attention terms.
+    It is the ``step_loss`` that :func:`tinydistill.training.loop.train` runs for ``tinydistill general``
+    (and what ``benchmarks/general_throughput.py`` times inside that loop)."""
 
-    def __init__(
-        self,
-        accelerator: Accelerator,
-        teacher: nn.Module,
-        distiller: nn.Module,
-        optimizer: torch.optim.Optimizer,
-        scheduler: Any,
-        teacher_layers: list[int],
-        dtype: torch.dtype | None = None,
-        max_grad_norm: float = 1.0,
-    ) -> None:
-        self.acc, self.teacher, self.distiller = accelerator, teacher, distiller
-        self.optimizer, self.scheduler = optimizer, scheduler
+    def __init__(self, device: torch.device, teacher: nn.Module, teacher_layers: list[int], attentions: bool,
+                 dtype: torch.dtype | None = None) -> None:  # fmt: skip
+        self.device, self.teacher = device, teacher
         self.layers = sorted(set(teacher_layers))
-        self.dtype, self.max_grad_norm = dtype, max_grad_norm
-        self.attentions = accelerator.unwrap_model(distiller).needs_attention
+        self.dtype, self.attentions = dtype, attentions
 
     def teacher_reps(self, batch: dict[str, torch.Tensor]):
-        device = self.acc.device
-        cast = torch.autocast(device.type, dtype=self.dtype) if self.dtype else nullcontext()
+        cast = torch.autocast(self.device.type, dtype=self.dtype) if self.dtype else nullcontext()
         with torch.inference_mode(), cast:
             # the embedding/hidden/attention losses only read these (never save them for backward),
             # which inference tensors allow
             return forward_reps(self.teacher, batch, attentions=self.attentions, layers=self.layers)
 
-    def __call__(self, batch: dict[str, torch.Tensor]) -> tuple[float, dict[str, float]]:
-        batch = {k: v.to(self.acc.device) for k, v in batch.items()}
-        teacher = self.teacher_reps(batch)
-        loss, parts = self.distiller(batch, teacher)
-        if not torch.isfinite(loss):
-            raise TinyDistillError(
-                f"general distillation: loss is {loss.item()}; stopping (lower the learning rate)"
-            )
-        self.acc.backward(loss)
-        if self.max_grad_norm:
-            self.acc.clip_grad_norm_(self.distiller.parameters(), self.max_grad_norm)
-        self.optimizer.step()
-        self.scheduler.step()
-        self.optimizer.zero_grad(set_to_none=True)
-        return loss.item(), parts
+    def __call__(self, distiller: nn.Module, batch: dict[str, torch.Tensor], step: int):
+        return distiller(batch, self.teacher_reps(batch))
