@@ -152,8 +152,11 @@ def command(name: str, cls: type, call: str, show: Callable[[Any, Any], None]) -
             config, given = _given(cls, values)
             cfg = C.build(cls, config, **given)
             module, func = call.split(":")
-            result = getattr(__import__(module, fromlist=[func]), func)(cfg)
-            show(cfg, result)
+            target = getattr(__import__(module, fromlist=[func]), func)
+            _quiet_hf()  # again, now that the command's libraries are loaded
+            result = target(cfg)
+            if os.environ.get("RANK", "0") == "0":  # one process prints under torchrun
+                show(cfg, result)
         except Interrupted as exc:
             typer.echo(f"interrupted: {exc}", err=True)
             raise typer.Exit(130) from None

@@ -7,6 +7,7 @@ its input at all, so that a student that learned nothing is never reported as a 
 
 from __future__ import annotations
 
+import os
 import sys
 from dataclasses import dataclass, field
 
@@ -168,8 +169,8 @@ def run_evaluation(
 
 
 def warn_if_degenerate(evaluation: Evaluation, what: str) -> None:
-    """The one-line stderr warning for a useless final model."""
-    if evaluation.degenerate:
+    """The one-line stderr warning for a useless final model (from the main process only)."""
+    if evaluation.degenerate and os.environ.get("RANK", "0") == "0":
         print(f"warning: {what} is degenerate: {evaluation.reason}", file=sys.stderr, flush=True)
 
 

@@ -64,13 +64,19 @@ def make_accelerator(cfg: Any, output: Path, find_unused: bool = False) -> Accel
     logger = getattr(cfg, "logger", "tensorboard")
     log_with = None if logger == "none" else logger
     handlers = [DistributedDataParallelKwargs(find_unused_parameters=True)] if find_unused else []
-    acc = Accelerator(
-        cpu=not has_accelerator(),
-        mixed_precision=precision,
-        log_with=log_with,
-        project_dir=str(output),
-        kwargs_handlers=handlers,
-    )
+    try:
+        acc = Accelerator(
+            cpu=not has_accelerator(),
+            mixed_precision=precision,
+            log_with=log_with,
+            project_dir=str(output),
+            kwargs_handlers=handlers,
+        )
+    except ValueError as exc:  # e.g. WORLD_SIZE set without a rendezvous
+        raise TinyDistillError(
+            f"cannot start the processes ({str(exc).splitlines()[0]}): launch several with "
+            "torchrun --nproc_per_node N -m tinydistill ... (README: Launch)"
+        ) from None
     launched = int(os.environ.get("WORLD_SIZE", "1"))
     if launched != acc.num_processes:
         raise TinyDistillError(
