@@ -1,0 +1,151 @@
+"""Faults: SIGKILL at a random step then ``--resume`` gives the uninterrupted run bit for bit, and a
+finished run dir is never replaced without ``--overwrite``."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import tiny_bert_config, write_sst2_like, write_vocab
+from safetensors.torch import load_file
+from transformers import BertForSequenceClassification, BertTokenizerFast
+from typer.testing import CliRunner
+
+import tinydistill
+from tinydistill.cli import app
+from tinydistill.training.checkpoint import checkpoint_dirs
+
+
+@pytest.fixture(scope="module")
+def toy(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("resume")
+    tok = BertTokenizerFast(vocab=str(write_vocab(root / "vocab.txt")), do_lower_case=True)
+    glue = write_sst2_like(root / "glue", n_train=64, n_dev=16)
+    torch.manual_seed(0)
+    encoder = root / "encoder"  # with dropout: a resume must restore the RNG too
+    BertForSequenceClassification(tiny_bert_config(len(tok), layers=2, hidden=32)).save_pretrained(encoder)
+    tok.save_pretrained(encoder)
+    shape = root / "shape"
+    shape.mkdir()
+    (shape / "config.json").write_text(json.dumps(tiny_bert_config(len(tok), layers=1, hidden=16).to_dict()))
+    text = root / "text.txt"
+    text.write_text(
+        "the movie was good and the plot was fine. the acting was bad.\n\nthe film was very nice.\n" * 40
+    )
+    tinydistill.prepare_corpus(text, str(encoder), root / "corpus", max_seq_length=24)
+    return {"root": root, "glue": glue, "encoder": encoder, "shape": shape, "corpus": root / "corpus"}
+
+
+def same_weights(a: Path, b: Path) -> bool:
+    x, y = load_file(a / "model.safetensors"), load_file(b / "model.safetensors")
+    return x.keys() == y.keys() and all(torch.equal(x[k], y[k]) for k in x)
+
+
+def kill_after(args: list[str], ckpt_root: Path, at_least: int) -> int:
+    """Start ``tinydistill ARGS``, SIGKILL it once a checkpoint >= ``at_least`` exists; its step."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "tinydistill", *args], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
+    deadline = time.time() + 240
+    try:
+        while time.time() < deadline:
+            steps = [s for s, _ in checkpoint_dirs(ckpt_root)]
+            if steps and steps[-1] >= at_least:
+                proc.send_signal(signal.SIGKILL)
+                proc.wait()
+                return steps[-1]
+            if proc.poll() is not None:
+                pytest.fail(f"finished before the kill: {proc.stderr.read().decode()[-2000:]}")
+            time.sleep(0.02)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    pytest.fail("no checkpoint appeared")
+
+
+def check_resume(args: list[str], out: Path, straight: Path, at_least: int, work_ckpts: Path) -> None:
+    killed = kill_after([*args, "--output", str(out)], work_ckpts, at_least)
+    assert not (out / "metrics.json").exists()
+    runner = CliRunner()
+    refused = runner.invoke(app, [*args, "--output", str(out)])
+    assert refused.exit_code == 2 and "--resume to continue" in refused.stderr
+    resumed = runner.invoke(app, [*args, "--output", str(out), "--resume"])
+    assert resumed.exit_code == 0, resumed.stderr
+    assert same_weights(out, straight), f"killed at checkpoint {killed}"
+    a, b = json.loads((out / "metrics.json").read_text()), json.loads((straight / "metrics.json").read_text())
+    return a, b
+
+
+def test_finetune_kill_and_resume_is_exact(toy) -> None:
+    args = ["finetune", "--task", "sst2", "--data-dir", str(toy["glue"]), "--model", str(toy["encoder"]),
+            "--max-steps", "240", "--epochs", "100", "--batch-size", "8", "--learning-rate", "1e-3", "--save-every", "20",
+            "--eval-every", "40", "--logging-steps", "10"]  # fmt: skip
+    straight = toy["root"] / "ft-straight"
+    assert CliRunner().invoke(app, [*args, "--output", str(straight)]).exit_code == 0
+    out = toy["root"] / "ft-killed"
+    a, b = check_resume(
+        args, out, straight, random.choice([40, 100]), toy["root"] / ".ft-killed.partial" / "checkpoints"
+    )
+    assert a["history"] == b["history"] and a["evals"] == b["evals"] and a["dev"] == b["dev"]
+    assert not (out / "checkpoints").exists()  # dropped once the run is finished
+
+
+def test_distill_kill_and_resume_is_exact(toy) -> None:
+    teacher = toy["root"] / "ft-straight"
+    if not teacher.exists():
+        pytest.skip("needs the finetune run")
+    args = ["distill", "--task", "sst2", "--data-dir", str(toy["glue"]), "--teacher", str(teacher),
+            "--student", str(toy["shape"]), "--max-steps", "120", "--epochs", "100", "--batch-size", "8", "--save-every", "20",
+            "--logging-steps", "10"]  # fmt: skip
+    straight = toy["root"] / "d-straight"
+    assert CliRunner().invoke(app, [*args, "--output", str(straight)]).exit_code == 0
+    # checkpoints are numbered across stages: step-140 is step 20 of the prediction stage
+    a, b = check_resume(args, toy["root"] / "d-killed", straight, random.choice([40, 140]),
+                        toy["root"] / ".d-killed.partial" / "checkpoints")  # fmt: skip
+    for stage in ("intermediate", "prediction"):
+        assert a["stages"][stage]["history"] == b["stages"][stage]["history"]
+    assert a["dev"] == b["dev"]
+
+
+def test_general_kill_and_resume_is_exact(toy) -> None:
+    args = ["general", "--teacher", str(toy["encoder"]), "--student", str(toy["shape"]), "--corpus",
+            str(toy["corpus"]), "--max-steps", "200", "--batch-size", "8", "--save-every", "20",
+            "--teacher-precision", "fp32"]  # fmt: skip
+    straight = toy["root"] / "g-straight"
+    assert CliRunner().invoke(app, [*args, "--output", str(straight)]).exit_code == 0
+    out = toy["root"] / "g-killed"
+    killed = kill_after([*args, "--output", str(out)], out / "checkpoints", random.choice([40, 100]))
+    resumed = CliRunner().invoke(app, [*args, "--output", str(out), "--resume"])
+    assert resumed.exit_code == 0, resumed.stderr
+    assert same_weights(out, straight), f"killed at checkpoint {killed}"
+    a, b = json.loads((out / "metrics.json").read_text()), json.loads((straight / "metrics.json").read_text())
+    assert a["losses"] == b["losses"]
+
+
+def test_a_finished_run_is_never_replaced_without_overwrite(toy) -> None:
+    finished = toy["root"] / "ft-straight"
+    if not finished.exists():
+        pytest.skip("needs the finetune run")
+    before = {p.name: p.read_bytes() for p in finished.iterdir() if p.is_file()}
+    args = ["finetune", "--task", "sst2", "--data-dir", str(toy["glue"]), "--model", str(toy["encoder"]),
+            "--output", str(finished), "--max-steps", "2"]  # fmt: skip
+    again = CliRunner().invoke(app, args)
+    assert again.exit_code == 2 and again.stderr.count("\n") == 1
+    assert again.stderr.startswith(f"error: {finished} holds a finished run: --overwrite to replace it")
+    assert {p.name: p.read_bytes() for p in finished.iterdir() if p.is_file()} == before
+    kept = CliRunner().invoke(app, [*args, "--resume"])  # a finished run resumes to itself
+    assert (
+        kept.exit_code == 0 and {p.name: p.read_bytes() for p in finished.iterdir() if p.is_file()} == before
+    )
+    replaced = CliRunner().invoke(app, [*args, "--overwrite"])
+    assert replaced.exit_code == 0
+    assert json.loads((finished / "metrics.json").read_text())["steps"] == 2
+    assert not (finished.parent / ".ft-straight.partial").exists()
