@@ -9,6 +9,7 @@ in :mod:`tinydistill.runs`.
 from __future__ import annotations
 
 import dataclasses
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -24,10 +25,12 @@ from tinydistill.errors import TinyDistillError
 from tinydistill.evaluation import Evaluation, run_evaluation, warn_if_degenerate
 from tinydistill.mapping import layer_map, parse_layer_map
 from tinydistill.models.load import (
+    LOAD_ERRORS,
     count_params,
     load_classifier,
     load_tokenizer,
     model_name,
+    refuse_new_head,
     resolve_model_path,
     save_model,
 )
@@ -120,6 +123,8 @@ def evaluate(
     if isinstance(cfg, str):
         name = model_name(given) if given is not None else str(model)
         cfg = C.build(C.EvaluateConfig, None, task=cfg, model=name, **fields)
+    if cfg.json_file:  # find out now, not after the work
+        R.check_writable(Path(cfg.json_file))
     data = load_task_data(
         cfg.task,
         cfg.data_dir,
@@ -130,11 +135,13 @@ def evaluate(
         model_labels=R.model_labels(cfg.model) if cfg.task.lower() == "custom" and given is None else None,
         need_train=False,
         need_dev=dev is None,
+        labels=cfg.labels,
     )
     if dev is not None:
         data.dev = {"dev": as_examples(dev, data.spec)}
     tokenizer = tokenizer or load_tokenizer(cfg.model)
     clf = given if given is not None else load_classifier(cfg.model, data.spec)
+    refuse_new_head(clf, cfg.model, cfg.allow_new_head, f" for task {data.spec.name}")
     if clf.config.num_labels != data.spec.num_labels:
         raise TinyDistillError(
             f"model {cfg.model} has {clf.config.num_labels} outputs, task needs {data.spec.num_labels}"
@@ -166,7 +173,7 @@ def _calibration(cfg: C.PruneConfig, teacher: Any, tokenizer: Any) -> tuple[Any,
 
         try:
             teacher = AutoModel.from_pretrained(resolve_model_path(cfg.teacher))
-        except (OSError, ValueError) as exc:
+        except LOAD_ERRORS as exc:
             raise TinyDistillError(f"cannot load model '{cfg.teacher}': {str(exc).splitlines()[0]}") from exc
     return teacher, list(corpus_batches(cfg.corpus, cfg.calibration_samples, cfg.seed))
 
@@ -180,6 +187,7 @@ def prune(cfg: C.PruneConfig, *, teacher: Any = None, tokenizer: Any = None) -> 
     """
     if teacher is not None:
         cfg = dataclasses.replace(cfg, teacher=model_name(teacher))
+    R.check_writable(Path(cfg.output))
     target = load_shape(cfg.shape)
     tokenizer = tokenizer or load_tokenizer(cfg.teacher)
     began = time.time()
@@ -210,10 +218,16 @@ def prune(cfg: C.PruneConfig, *, teacher: Any = None, tokenizer: Any = None) -> 
 # Each takes its config from :mod:`tinydistill.config`; the feature modules load on first use.
 
 
+def _one_process(command: str, hint: str) -> None:
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise TinyDistillError(f"{command} runs in one process; {hint}")
+
+
 def general(cfg: C.GeneralConfig) -> dict[str, Any]:
     """General distillation on a prepared corpus (:func:`tinydistill.training.general.general`)."""
     from tinydistill.training.general import general as run
 
+    R.check_writable(Path(cfg.output))
     return run(cfg)
 
 
@@ -221,12 +235,17 @@ def prepare_corpus(cfg: C.CorpusConfig) -> dict[str, Any]:
     """Raw text -> packed shards + manifest (:func:`tinydistill.corpus.prepare_corpus`)."""
     from tinydistill.corpus import prepare
 
+    _one_process("corpus", "use --workers N for parallel tokenization")
+    R.check_writable(Path(cfg.output))
     return prepare(cfg)
 
 
 def augment(cfg: C.AugmentConfig) -> dict[str, Any]:
     """An augmented train file (or ``merge`` of shard files); returns counts and timings."""
     from tinydistill.augmentation.runner import augment_task, merge_shards
+
+    _one_process("augment", "start one process per slice with --shard i/n, then --merge the files")
+    R.check_writable(Path(cfg.output))
 
     if cfg.merge:
         rows = (cfg.train_file, cfg.text_columns, cfg.label_column)
@@ -238,6 +257,8 @@ def mlm_head(cfg: C.MLMHeadConfig) -> dict[str, Any]:
     """A masked-LM head trained on an encoder (:func:`tinydistill.augmentation.mlm_head.train_mlm_head`)."""
     from tinydistill.augmentation.mlm_head import train_mlm_head
 
+    _one_process("mlm-head", "launch it without torchrun / accelerate launch")
+    R.check_writable(Path(cfg.output))
     return train_mlm_head(cfg)
 
 
@@ -245,10 +266,11 @@ def export(cfg: C.ExportConfig) -> dict[str, Any]:
     """ONNX (+ int8) export checked against PyTorch (:func:`tinydistill.deploy.export.export_model`)."""
     from tinydistill.deploy.export import export_model
 
+    R.check_writable(Path(cfg.output))
     return export_model(
         cfg.model, cfg.output, quantize=cfg.quantize, optimize=cfg.optimize, task=cfg.task,
         data_dir=cfg.data_dir, atol=cfg.atol, threads=cfg.threads, weight_type=cfg.weight_type,
-        per_channel=cfg.per_channel, fmt=cfg.fmt,
+        per_channel=cfg.per_channel, fmt=cfg.fmt, allow_new_head=cfg.allow_new_head,
     )  # fmt: skip
 
 
@@ -271,9 +293,11 @@ def predict(cfg: C.PredictConfig) -> dict[str, Any]:
     """Batched inference over a file (:func:`tinydistill.deploy.predict.predict_file`)."""
     from tinydistill.deploy.predict import predict_file
 
+    R.check_writable(Path(cfg.output_file))
     return predict_file(
         cfg.model, cfg.input_file, cfg.output_file, text_columns=cfg.text_columns, batch_size=cfg.batch_size,
         max_seq_length=cfg.max_seq_length, backend=cfg.backend, threads=cfg.threads, cache_dir=cfg.cache_dir,
+        allow_new_head=cfg.allow_new_head,
     )  # fmt: skip
 
 

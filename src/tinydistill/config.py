@@ -152,6 +152,10 @@ class DataOptions(Checked):
     dev_file: str | None = opt(None, "Dev file (custom tasks).")
     text_columns: list[str] | None = opt(None, "Comma-separated text column names.")
     label_column: str = opt("label", "Label column name.")
+    labels: list[str] | None = opt(
+        None,
+        "Label names of a custom task, comma-separated (their order = class ids); other values are errors.",
+    )
 
 
 @dataclass
@@ -367,6 +371,11 @@ class EvaluateConfig(DataOptions):
     max_eval_samples: int | None = opt(None, "Use a seeded random subset of the dev rows.")
     seed: int = opt(42, "Seed of the dev subset.")
     json_file: str | None = opt(None, "Also write the metrics as JSON.", flags=("--json",))
+    allow_new_head: bool = opt(
+        False,
+        "Go on with a model whose classification head is untrained (random).",
+        flags=("--allow-new-head",),
+    )
 
     def check(self) -> None:
         super().check()
@@ -546,6 +555,11 @@ class ExportConfig(Checked):
     task: str | None = opt(None, "GLUE task whose dev rows check the export (e.g. SST-2).")
     data_dir: str | None = opt(None, "GLUE root with <TASK>/dev.tsv.")
     threads: int | None = opt(None, THREADS_HELP)
+    allow_new_head: bool = opt(
+        False,
+        "Go on with a model whose classification head is untrained (random).",
+        flags=("--allow-new-head",),
+    )
 
 
 @dataclass
@@ -584,6 +598,11 @@ class PredictConfig(Checked):
     max_seq_length: int = opt(128, "Token limit per row.")
     threads: int | None = opt(None, THREADS_HELP)
     cache_dir: str | None = opt(None, CACHE_HELP)
+    allow_new_head: bool = opt(
+        False,
+        "Go on with a model whose classification head is untrained (random).",
+        flags=("--allow-new-head",),
+    )
 
 
 @dataclass

@@ -61,6 +61,7 @@ def task_data(
         model_labels=model_labels(labels_from) if labels_from and cfg.task.lower() == "custom" else None,
         need_train=train is None,
         need_dev=dev is None,
+        labels=cfg.labels,
     )
     if train is not None:
         data.train = as_examples(train, data.spec)

@@ -7,7 +7,7 @@ from torch import nn
 
 from tinydistill.augmentation.vocab import word_marker
 from tinydistill.errors import TinyDistillError
-from tinydistill.models.load import native_bf16
+from tinydistill.models.load import LOAD_ERRORS, native_bf16
 
 __all__ = ["load_masked_lm", "prepare_model"]
 
@@ -33,7 +33,7 @@ def load_masked_lm(name: str, device: str | None = None, dtype: str | torch.dtyp
     try:
         tokenizer = AutoTokenizer.from_pretrained(path)
         model, info = AutoModelForMaskedLM.from_pretrained(path, output_loading_info=True)
-    except (OSError, ValueError) as exc:
+    except LOAD_ERRORS as exc:
         raise TinyDistillError(f"cannot load a masked LM from '{name}': {str(exc).splitlines()[0]}") from None
     _check_head(name, model, info.get("missing_keys", []))
     if tokenizer.mask_token_id is None:

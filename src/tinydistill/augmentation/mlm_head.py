@@ -163,13 +163,13 @@ def load_encoder_as_mlm(name: str):
     """(model, tokenizer): the encoder as ``AutoModelForMaskedLM``, decoder tied to the input embeddings."""
     from transformers import AutoModelForMaskedLM, AutoTokenizer
 
-    from tinydistill.models.load import resolve_model_path
+    from tinydistill.models.load import LOAD_ERRORS, resolve_model_path
 
     path = resolve_model_path(name)
     try:
         tokenizer = AutoTokenizer.from_pretrained(path)
         model = AutoModelForMaskedLM.from_pretrained(path)
-    except (OSError, ValueError) as exc:
+    except LOAD_ERRORS as exc:
         raise TinyDistillError(
             f"cannot load encoder '{name}' as a masked LM: {str(exc).splitlines()[0]}"
         ) from None

@@ -45,7 +45,25 @@ def load_manifest(path: str | Path) -> dict[str, Any]:
         for key in ("file", "lengths"):
             if not (path / shard[key]).exists():
                 raise TinyDistillError(f"{path}: shard file missing: {shard[key]}")
+        _check_shard(path, shard, int(manifest["max_seq_length"]))
     return manifest
+
+
+def _check_shard(path: Path, shard: dict[str, Any], max_len: int) -> None:
+    """A shard's arrays must open and hold the rows the manifest says (a copy cut short does not)."""
+    try:
+        ids = np.load(path / shard["file"], mmap_mode="r")
+        lengths = np.load(path / shard["lengths"], mmap_mode="r")
+    except (ValueError, OSError, EOFError) as exc:
+        raise TinyDistillError(
+            f"{path}: shard {shard['file']} is damaged ({str(exc).splitlines()[0]})"
+        ) from None
+    rows = int(shard["rows"])
+    if ids.shape != (rows, max_len) or lengths.shape != (rows,):
+        raise TinyDistillError(
+            f"{path}: shard {shard['file']} holds {ids.shape[0]} rows of {ids.shape[1:]}, the manifest "
+            f"says {rows} of {max_len}: the corpus is damaged; prepare it again (tinydistill corpus)"
+        )
 
 
 class PackedCorpus(Dataset):

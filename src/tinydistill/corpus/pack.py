@@ -238,18 +238,35 @@ def vocab_fingerprint(tokenizer: Any) -> str:
     return hashlib.sha256(json.dumps(items, ensure_ascii=False).encode()).hexdigest()
 
 
-def _prepare_output(output: Path, overwrite: bool) -> None:
+def _corpus_files(output: Path) -> list[Path]:
+    if not output.is_dir():
+        return []
+    return [p for p in output.iterdir() if p.name == MANIFEST or p.name.startswith("shard_")]
+
+
+def _prepare_output(output: Path, overwrite: bool) -> Path:
+    """Check ``output`` and return a fresh dir beside it that the new corpus is written into."""
     if output.exists() and not output.is_dir():
         raise TinyDistillError(f"corpus output is a file, not a dir: {output}")
-    if output.is_dir():
-        ours = [p for p in output.iterdir() if p.name == MANIFEST or p.name.startswith("shard_")]
-        if ours and not overwrite:
-            raise TinyDistillError(
-                f"{output} already holds a prepared corpus (pass --overwrite to replace it)"
-            )
-        for p in ours:
-            p.unlink() if p.is_file() else shutil.rmtree(p)
+    if _corpus_files(output) and not overwrite:
+        raise TinyDistillError(f"{output} already holds a prepared corpus (pass --overwrite to replace it)")
+    work = output.parent / f".{output.name}.partial"
+    try:
+        shutil.rmtree(work, ignore_errors=True)
+        work.mkdir(parents=True)
+    except OSError as exc:
+        raise TinyDistillError(f"cannot write the corpus to {output}: {exc.strerror or exc}") from None
+    return work
+
+
+def _install(work: Path, output: Path) -> None:
+    """The complete new corpus replaces the old one: shards first, the manifest last."""
     output.mkdir(parents=True, exist_ok=True)
+    for old in _corpus_files(output):
+        old.unlink() if old.is_file() else shutil.rmtree(old)
+    for new in sorted(work.iterdir(), key=lambda p: p.name == MANIFEST):
+        os.replace(new, output / new.name)
+    work.rmdir()
 
 
 def pack_corpus(
@@ -289,8 +306,8 @@ def pack_corpus(
     vocab_size = len(tokenizer)
     dtype = np.dtype(np.uint16 if vocab_size <= 65536 else np.int32)
     output = Path(output)
-    _prepare_output(output, overwrite)
-    writer = ShardWriter(output, shard_size, max_seq_length, dtype, specials["pad"])
+    work = _prepare_output(output, overwrite)
+    writer = ShardWriter(work, shard_size, max_seq_length, dtype, specials["pad"])
     packer = Packer(writer, specials["cls"], specials["sep"])
     total_bytes = sum(p.stat().st_size for p in files)
     disable = None if progress is None else not progress  # None: a bar only on a terminal
@@ -309,6 +326,7 @@ def pack_corpus(
     writer.flush()
     bar.close()
     if writer.total_sequences == 0:
+        shutil.rmtree(work, ignore_errors=True)
         raise TinyDistillError("the corpus produced no sequences (no text found in the input files)")
     manifest = {
         "format": "tinydistill-packed-corpus",
@@ -331,7 +349,6 @@ def pack_corpus(
         "sentences": packer.sentences,
         "sources": sources,
     }
-    tmp = output / (MANIFEST + ".tmp")
-    tmp.write_text(json.dumps(manifest, indent=2) + "\n")
-    os.replace(tmp, output / MANIFEST)
+    (work / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+    _install(work, output)
     return manifest

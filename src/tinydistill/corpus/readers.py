@@ -166,4 +166,16 @@ def list_inputs(inputs: list[str | Path], max_files: int | None = None) -> list[
             raise TinyDistillError(f"corpus input not found: {path}")
     if not files:
         raise TinyDistillError("no corpus input files given (--input FILE_OR_DIR)")
-    return files[:max_files] if max_files else files
+    files = files[:max_files] if max_files else files
+    for path in files:
+        check_text(path)
+    return files
+
+
+def check_text(path: Path, probe: int = 8192) -> None:
+    """Refuse a binary file (NUL bytes, or mostly undecodable bytes, in its first ``probe`` bytes)."""
+    with open(path, "rb") as f:
+        head = f.read(probe)
+    undecodable = head.decode("utf-8", errors="replace").count("\ufffd")
+    if b"\x00" in head or (head and undecodable > len(head) // 10):
+        raise TinyDistillError(f"corpus input {path} is not text (binary data); give UTF-8 text files")

@@ -39,7 +39,7 @@ from tinydistill.deploy.runtime import (
 )
 from tinydistill.deploy.timing import random_batch
 from tinydistill.errors import TinyDistillError
-from tinydistill.models.load import resolve_model_path
+from tinydistill.models.load import LOAD_ERRORS, new_head, refuse_new_head, resolve_model_path
 
 DEFAULT_ATOL = 1e-3
 WEIGHT_TYPES = ("qint8", "quint8")
@@ -113,9 +113,12 @@ def load_for_export(model_dir: str | Path):
     if not (any(path.glob("*.safetensors")) or any(path.glob("*.bin"))):
         raise TinyDistillError(f"{model_dir}: no PyTorch weights (*.safetensors) to export")
     try:
-        model = AutoModelForSequenceClassification.from_pretrained(str(path), attn_implementation="eager")
-    except (OSError, ValueError) as exc:
+        model, info = AutoModelForSequenceClassification.from_pretrained(
+            str(path), attn_implementation="eager", output_loading_info=True
+        )
+    except LOAD_ERRORS as exc:
         raise TinyDistillError(f"cannot load model '{model_dir}': {str(exc).splitlines()[0]}") from exc
+    model.tinydistill_new_head = new_head(model, info)
     return model.eval(), path
 
 
@@ -241,6 +244,7 @@ def export_model(
     per_channel: bool = False,
     opset: int | None = None,
     fmt: str = "onnx",
+    allow_new_head: bool = False,
 ) -> dict[str, Any]:
     """Export ``model_dir`` into ``output`` (model.onnx [+ model.int8.onnx]); returns the check results."""
     if fmt != "onnx":
@@ -248,6 +252,7 @@ def export_model(
     if quantize not in (None, "int8"):
         raise TinyDistillError(f"unsupported quantization {quantize!r} (only 'int8')")
     model, path = load_for_export(model_dir)
+    refuse_new_head(model, str(model_dir), allow_new_head, "")
     tokenizer = load_tokenizer_from(path)
     texts_a, texts_b, inputs_from = sample_texts(task, data_dir)
     if tokenizer is None:

@@ -19,6 +19,7 @@ import numpy as np
 from tinydistill.deploy.runners import load_runner
 from tinydistill.deploy.runtime import Runner, encode, softmax
 from tinydistill.errors import TinyDistillError
+from tinydistill.models.load import refuse_new_head
 from tinydistill.tasks import compute_metrics
 from tinydistill.tasks.readers import _iter_records
 
@@ -141,12 +142,15 @@ def predict_file(
     backend: str = "auto",
     threads: int | None = None,
     cache_dir: str | None = None,
+    allow_new_head: bool = False,
 ) -> dict[str, Any]:
     """Classify every row of ``input_path`` and write labels + probabilities to ``output_path``."""
     output_path = Path(output_path)
     _format(output_path, "output")
     rows, cols = read_rows(input_path, text_columns)
     runner = load_runner(model, backend, threads=threads, cache_dir=cache_dir)
+    if hasattr(runner, "model"):
+        refuse_new_head(runner.model, model, allow_new_head, "")
     texts_b = [r[cols[1]] for r in rows] if len(cols) > 1 else None
     logits = predict_logits(runner, [r[cols[0]] for r in rows], texts_b, batch_size, max_seq_length)
     out_rows = []

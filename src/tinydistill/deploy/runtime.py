@@ -19,7 +19,7 @@ import torch
 
 from tinydistill.deploy.inputs import TOKEN_INPUTS, feed, model_input_names
 from tinydistill.errors import TinyDistillError
-from tinydistill.models.load import resolve_model_path
+from tinydistill.models.load import LOAD_ERRORS, new_head, resolve_model_path
 
 BACKENDS = ("torch", "onnx", "onnx-int8")
 ONNX_FILE = "model.onnx"
@@ -124,7 +124,7 @@ def load_tokenizer_from(meta_dir: Path):
         return None
     try:
         return AutoTokenizer.from_pretrained(str(meta_dir))
-    except (OSError, ValueError) as exc:
+    except LOAD_ERRORS as exc:
         raise TinyDistillError(
             f"cannot load the tokenizer in {meta_dir}: {str(exc).splitlines()[0]}"
         ) from exc
@@ -205,9 +205,12 @@ class TorchRunner(Runner):
         if src.hf_dir is None:
             raise TinyDistillError(f"{src.given}: no PyTorch weights (*.safetensors) for the torch backend")
         try:
-            model = AutoModelForSequenceClassification.from_pretrained(str(src.hf_dir))
-        except (OSError, ValueError) as exc:
+            model, info = AutoModelForSequenceClassification.from_pretrained(
+                str(src.hf_dir), output_loading_info=True
+            )
+        except LOAD_ERRORS as exc:
             raise TinyDistillError(f"cannot load model '{src.given}': {str(exc).splitlines()[0]}") from exc
+        model.tinydistill_new_head = new_head(model, info)
         self.model = model.to(device).eval()
         self.config = {**self.config, **model.config.to_dict()}
         self.input_names = model_input_names(model)

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 from torch import nn
 from transformers import (
     AutoConfig,
@@ -54,6 +55,10 @@ def native_bf16(device: str | torch.device) -> bool:
         return False
 
 
+# what loading a damaged or foreign checkpoint raises (a truncated safetensors file, a bad config.json)
+LOAD_ERRORS = (OSError, ValueError, RuntimeError, KeyError, SafetensorError)
+
+
 def resolve_model_path(name: str | os.PathLike) -> str:
     """Map packaged-model aliases (all-MiniLM-L6-v2, all-mpnet-base-v2) to their dirs.
 
@@ -66,9 +71,15 @@ def resolve_model_path(name: str | os.PathLike) -> str:
     path = Path(name).expanduser()
     if path.exists():
         return str(path)
-    looks_local = name.startswith((".", "/", "~")) or name.count("/") > 1 or os.sep + os.sep in name
+    first = Path(name).parts[0] if Path(name).parts else name
+    looks_local = (
+        name.startswith((".", "/", "~"))
+        or name.count("/") > 1
+        or os.sep + os.sep in name
+        or (len(Path(name).parts) > 1 and Path(first).is_dir())  # runs/teacher, with ./runs here
+    )
     if looks_local:
-        raise TinyDistillError(f"model not found: {name}")
+        raise TinyDistillError(f"model not found: {name} (no such directory)")
     return name  # a hub id; loading reports if it is unreachable
 
 
@@ -93,7 +104,7 @@ def load_tokenizer(name: str) -> PreTrainedTokenizerBase:
     path = resolve_model_path(name)
     try:
         return AutoTokenizer.from_pretrained(path)
-    except (OSError, ValueError) as exc:
+    except LOAD_ERRORS as exc:
         raise TinyDistillError(f"cannot load a tokenizer from '{name}': {str(exc).splitlines()[0]}") from exc
 
 
@@ -105,7 +116,7 @@ def load_classifier(name: str, task: TaskSpec) -> PreTrainedModel:
     path = resolve_model_path(name)
     try:
         config = AutoConfig.from_pretrained(path)
-    except (OSError, ValueError) as exc:
+    except LOAD_ERRORS as exc:
         raise TinyDistillError(f"cannot load model '{name}': {str(exc).splitlines()[0]}") from exc
     for key, value in _label_kwargs(task).items():
         setattr(config, key, value)
@@ -113,13 +124,27 @@ def load_classifier(name: str, task: TaskSpec) -> PreTrainedModel:
         model, info = AutoModelForSequenceClassification.from_pretrained(
             path, config=config, ignore_mismatched_sizes=True, output_loading_info=True
         )
-    except (OSError, ValueError) as exc:
+    except LOAD_ERRORS as exc:
         raise TinyDistillError(f"cannot load model '{name}': {str(exc).splitlines()[0]}") from exc
+    model.tinydistill_new_head = new_head(model, info)
+    return model
+
+
+def new_head(model: PreTrainedModel, info: dict) -> bool:
+    """Whether ``from_pretrained(..., output_loading_info=True)`` drew a classification head at random."""
     fresh = list(info.get("missing_keys", [])) + [
         k[0] if isinstance(k, tuple) else k for k in info.get("mismatched_keys", [])
     ]
-    model.tinydistill_new_head = any(not k.startswith(model.base_model_prefix) for k in fresh)
-    return model
+    return any(not k.startswith(model.base_model_prefix) for k in fresh)
+
+
+def refuse_new_head(model: PreTrainedModel, name: str, allow: bool, what: str) -> None:
+    """The one-line refusal to {evaluate, predict with, export} a randomly initialised head."""
+    if getattr(model, "tinydistill_new_head", False) and not allow:
+        raise TinyDistillError(
+            f"{name} has no trained classification head{what} (its head would be random): fine-tune or "
+            "distill it first, or pass --allow-new-head"
+        )
 
 
 def _config_only(path: Path) -> Path | None:

@@ -265,22 +265,47 @@ def read_table(
     return examples
 
 
-def infer_labels(path: str | Path, label_column: str) -> list[str]:
-    """Sorted distinct label strings of a user file (numerically when all are integers)."""
+def infer_labels(path: str | Path, label_column: str, declared: list[str] | None = None) -> list[str]:
+    """Sorted distinct label strings of a user file (numerically when all are integers).
+
+    With ``declared`` labels any other value is an error; without, a class label seen on one row of
+    20 or more is taken for a typo (an error that lists the labels seen and names ``--labels``).
+    """
     path = Path(path)
-    values: set[str] = set()
+    counts: dict[str, int] = {}
+    first: dict[str, int] = {}
     for lineno, row in _iter_records(path, [label_column]):
         raw = row[label_column]
         value = "" if raw is None else _scalar_str(raw).strip()
         if not value:
             raise TinyDistillError(f"{path}:{lineno}: empty label in column {label_column!r}")
-        values.add(value)
-    if not values:
+        if declared is not None and value not in declared:
+            raise TinyDistillError(
+                f"{path}:{lineno}: label {value!r} is not one of the declared labels {declared}"
+            )
+        counts[value] = counts.get(value, 0) + 1
+        first.setdefault(value, lineno)
+    if not counts:
         raise TinyDistillError(f"{path}: no examples")
+    if declared is not None:
+        return list(declared)
+    _refuse_typos(path, counts, first)
     try:
-        return sorted(values, key=int)
+        return sorted(counts, key=int)
     except ValueError:
-        return sorted(values)
+        return sorted(counts)
+
+
+def _refuse_typos(path: Path, counts: dict[str, int], first: dict[str, int]) -> None:
+    if looks_like_regression(counts) or sum(counts.values()) < 20:
+        return
+    lonely = [v for v, n in counts.items() if n == 1]
+    if lonely and len(lonely) < len(counts):
+        seen = ", ".join(f"{v!r} x{n}" for v, n in sorted(counts.items(), key=lambda kv: -kv[1]))
+        raise TinyDistillError(
+            f"{path}:{first[lonely[0]]}: label {lonely[0]!r} occurs on one row only (labels seen: {seen}); "
+            "fix the row, or declare the labels with --labels a,b,..."
+        )
 
 
 def looks_like_regression(values: Iterable[str]) -> bool:

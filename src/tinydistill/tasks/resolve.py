@@ -39,14 +39,18 @@ def custom_spec(
     text_columns: list[str] | None,
     label_column: str,
     model_labels: list[str] | None = None,
+    declared: list[str] | None = None,
 ) -> TaskSpec:
-    """A user task: labels from the model's head when it has named ones, else from the train file."""
+    """A user task: labels from the model's head when it has named ones, else declared (``--labels``),
+    else from the train file."""
     columns = text_columns or ["text"]
     if model_labels is not None:
         labels: list[str] | None = model_labels
+    elif declared and not train_file:
+        labels = list(declared)
     else:
-        values = infer_labels(_check_file(train_file, "--train-file"), label_column)
-        labels = None if looks_like_regression(values) else values
+        values = infer_labels(_check_file(train_file, "--train-file"), label_column, declared)
+        labels = values if declared else (None if looks_like_regression(values) else values)
     return custom_task(labels, text_b=len(columns) > 1, text_columns=columns, label_column=label_column)
 
 
@@ -73,10 +77,11 @@ def load_task_data(
     model_labels: list[str] | None = None,
     need_train: bool = True,
     need_dev: bool = True,
+    labels: list[str] | None = None,
 ) -> TaskData:
     """Read everything a run needs, before anything is written to its output directory."""
     if task.lower() == "custom":
-        spec = custom_spec(train_file, text_columns, label_column, model_labels)
+        spec = custom_spec(train_file, text_columns, label_column, model_labels, labels)
         columns = list(text_columns or ["text"])
         train = (
             read_table(_check_file(train_file, "--train-file"), columns, label_column, spec)

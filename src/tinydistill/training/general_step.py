@@ -13,7 +13,7 @@ from transformers import AutoModel, PreTrainedModel
 
 from tinydistill.errors import TinyDistillError
 from tinydistill.models.capture import enable_capture, forward_reps
-from tinydistill.models.load import check_vocab, native_bf16, resolve_model_path, student_config
+from tinydistill.models.load import LOAD_ERRORS, check_vocab, native_bf16, resolve_model_path, student_config
 
 __all__ = [
     "GeneralLoss",
@@ -29,7 +29,7 @@ def load_encoder(name: str) -> PreTrainedModel:
     path = resolve_model_path(name)
     try:
         model = AutoModel.from_pretrained(path)
-    except (OSError, ValueError) as exc:
+    except LOAD_ERRORS as exc:
         raise TinyDistillError(f"cannot load teacher '{name}': {str(exc).splitlines()[0]}") from exc
     return model.eval().requires_grad_(False)
 
@@ -40,7 +40,7 @@ def build_encoder_student(student: str, teacher: PreTrainedModel) -> PreTrainedM
     if cfg is None:
         try:
             model = AutoModel.from_pretrained(resolve_model_path(student))
-        except (OSError, ValueError) as exc:
+        except LOAD_ERRORS as exc:
             raise TinyDistillError(f"cannot load student '{student}': {str(exc).splitlines()[0]}") from exc
     else:
         model = AutoModel.from_config(cfg)
