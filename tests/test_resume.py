@@ -52,8 +52,12 @@ def same_weights(a: Path, b: Path) -> bool:
 def kill_after(args: list[str], ckpt_root: Path, at_least: int) -> int:
     """Start ``tinydistill ARGS``, SIGKILL it once a checkpoint >= ``at_least`` exists; its step."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "tinydistill", *args], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tinydistill", *args],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     deadline = time.time() + 240
     try:
         while time.time() < deadline:
@@ -85,9 +89,29 @@ def check_resume(args: list[str], out: Path, straight: Path, at_least: int, work
 
 
 def test_finetune_kill_and_resume_is_exact(toy) -> None:
-    args = ["finetune", "--task", "sst2", "--data-dir", str(toy["glue"]), "--model", str(toy["encoder"]),
-            "--max-steps", "240", "--epochs", "100", "--batch-size", "8", "--learning-rate", "1e-3", "--save-every", "20",
-            "--eval-every", "40", "--logging-steps", "10"]  # fmt: skip
+    args = [
+        "finetune",
+        "--task",
+        "sst2",
+        "--data-dir",
+        str(toy["glue"]),
+        "--model",
+        str(toy["encoder"]),
+        "--max-steps",
+        "240",
+        "--epochs",
+        "100",
+        "--batch-size",
+        "8",
+        "--learning-rate",
+        "1e-3",
+        "--save-every",
+        "20",
+        "--eval-every",
+        "40",
+        "--logging-steps",
+        "10",
+    ]
     straight = toy["root"] / "ft-straight"
     assert CliRunner().invoke(app, [*args, "--output", str(straight)]).exit_code == 0
     out = toy["root"] / "ft-killed"
@@ -102,23 +126,60 @@ def test_distill_kill_and_resume_is_exact(toy) -> None:
     teacher = toy["root"] / "ft-straight"
     if not teacher.exists():
         pytest.skip("needs the finetune run")
-    args = ["distill", "--task", "sst2", "--data-dir", str(toy["glue"]), "--teacher", str(teacher),
-            "--student", str(toy["shape"]), "--max-steps", "120", "--epochs", "100", "--batch-size", "8", "--save-every", "20",
-            "--logging-steps", "10"]  # fmt: skip
+    args = [
+        "distill",
+        "--task",
+        "sst2",
+        "--data-dir",
+        str(toy["glue"]),
+        "--teacher",
+        str(teacher),
+        "--student",
+        str(toy["shape"]),
+        "--max-steps",
+        "120",
+        "--epochs",
+        "100",
+        "--batch-size",
+        "8",
+        "--save-every",
+        "20",
+        "--logging-steps",
+        "10",
+    ]
     straight = toy["root"] / "d-straight"
     assert CliRunner().invoke(app, [*args, "--output", str(straight)]).exit_code == 0
     # checkpoints are numbered across stages: step-140 is step 20 of the prediction stage
-    a, b = check_resume(args, toy["root"] / "d-killed", straight, random.choice([40, 140]),
-                        toy["root"] / ".d-killed.partial" / "checkpoints")  # fmt: skip
+    a, b = check_resume(
+        args,
+        toy["root"] / "d-killed",
+        straight,
+        random.choice([40, 140]),
+        toy["root"] / ".d-killed.partial" / "checkpoints",
+    )
     for stage in ("intermediate", "prediction"):
         assert a["stages"][stage]["history"] == b["stages"][stage]["history"]
     assert a["dev"] == b["dev"]
 
 
 def test_general_kill_and_resume_is_exact(toy) -> None:
-    args = ["general", "--teacher", str(toy["encoder"]), "--student", str(toy["shape"]), "--corpus",
-            str(toy["corpus"]), "--max-steps", "200", "--batch-size", "8", "--save-every", "20",
-            "--teacher-precision", "fp32"]  # fmt: skip
+    args = [
+        "general",
+        "--teacher",
+        str(toy["encoder"]),
+        "--student",
+        str(toy["shape"]),
+        "--corpus",
+        str(toy["corpus"]),
+        "--max-steps",
+        "200",
+        "--batch-size",
+        "8",
+        "--save-every",
+        "20",
+        "--teacher-precision",
+        "fp32",
+    ]
     straight = toy["root"] / "g-straight"
     assert CliRunner().invoke(app, [*args, "--output", str(straight)]).exit_code == 0
     out = toy["root"] / "g-killed"
@@ -135,8 +196,19 @@ def test_a_finished_run_is_never_replaced_without_overwrite(toy) -> None:
     if not finished.exists():
         pytest.skip("needs the finetune run")
     before = {p.name: p.read_bytes() for p in finished.iterdir() if p.is_file()}
-    args = ["finetune", "--task", "sst2", "--data-dir", str(toy["glue"]), "--model", str(toy["encoder"]),
-            "--output", str(finished), "--max-steps", "2"]  # fmt: skip
+    args = [
+        "finetune",
+        "--task",
+        "sst2",
+        "--data-dir",
+        str(toy["glue"]),
+        "--model",
+        str(toy["encoder"]),
+        "--output",
+        str(finished),
+        "--max-steps",
+        "2",
+    ]
     again = CliRunner().invoke(app, args)
     assert again.exit_code == 2 and again.stderr.count("\n") == 1
     assert again.stderr.startswith(f"error: {finished} holds a finished run: --overwrite to replace it")

@@ -118,6 +118,7 @@ def load_classifier(name: str, task: TaskSpec) -> PreTrainedModel:
         config = AutoConfig.from_pretrained(path)
     except LOAD_ERRORS as exc:
         raise TinyDistillError(f"cannot load model '{name}': {str(exc).splitlines()[0]}") from exc
+    check_shape(config, name)
     for key, value in _label_kwargs(task).items():
         setattr(config, key, value)
     try:
@@ -178,9 +179,20 @@ def student_config(student: str, teacher_config: PretrainedConfig) -> Pretrained
         return None
     try:
         data = json.loads(cfg_file.read_text())
-        return AutoConfig.for_model(data.pop("model_type", "bert"), **data)
+        config = AutoConfig.for_model(data.pop("model_type", "bert"), **data)
     except (ValueError, KeyError) as exc:
         raise TinyDistillError(f"{cfg_file}: invalid model config ({exc})") from exc
+    check_shape(config, str(cfg_file))
+    return config
+
+
+def check_shape(config: PretrainedConfig, where: str) -> None:
+    """Attention splits the hidden size into equal heads: refuse a config where it cannot."""
+    hidden, heads = getattr(config, "hidden_size", None), getattr(config, "num_attention_heads", None)
+    if hidden and heads and hidden % heads:
+        raise TinyDistillError(
+            f"{where}: hidden size {hidden} is not a multiple of the {heads} attention heads"
+        )
 
 
 def build_student(student: str, teacher: PreTrainedModel, task: TaskSpec, seed: int = 42) -> PreTrainedModel:
