@@ -135,16 +135,15 @@ def test_tinybert_two_processes_equal_one(world) -> None:
     assert two["world_size"] == 2
 
 
-@pytest.mark.parametrize("recipe", ["lrcbert4", "crd"])
-def test_contrastive_recipes_run_in_two_processes(world, recipe: str) -> None:
-    """No crash, the 1-process step count. Their negatives (other samples of the batch, memory banks) are
-    per process, so the numbers are close to, not equal to, the 1-process run (README: Launch)."""
+@pytest.mark.parametrize(("recipe", "tolerance"), [("lrcbert4", 1e-6), ("crd", 1e-4)])
+def test_contrastive_recipes_two_processes_equal_one(world, recipe: str, tolerance: float) -> None:
+    """In-batch negatives come from the global batch and the memory banks get every process's rows
+    (gathered; CRD's trainable features with their gradients), so 2 processes = 1 process.
+    Measured: LRC-BERT 3e-8, CRD 4e-5 (Adam turns float-order noise in near-zero gradients into that)."""
     teacher = world["root"] / "finetune-1"
     if not teacher.exists():
         pytest.skip("needs the finetune run")
-    out = world["root"] / f"{recipe}-2"
-    launch(
-        2,
+    args = (
         "distill",
         "--recipe",
         recipe,
@@ -157,14 +156,21 @@ def test_contrastive_recipes_run_in_two_processes(world, recipe: str) -> None:
         "--student",
         str(world["shape"]),
         "--max-steps",
-        "3",
+        "4",
         "--batch-size",
         "16",
-        "--output",
-        str(out),
+        "--learning-rate",
+        "2e-3",
+        "--logging-steps",
+        "1",
     )
-    metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["stages"]["distill"]["steps"] == 3 and metrics["world_size"] == 2
+    one, two = one_and_two(world, recipe, *args)
+    assert (
+        one["stages"]["distill"]["steps"] == two["stages"]["distill"]["steps"] == 4 and two["world_size"] == 2
+    )
+    losses = [[h["loss"] for h in run["stages"]["distill"]["history"]] for run in (one, two)]
+    assert losses[0] == pytest.approx(losses[1], rel=1e-5)
+    assert max_diff(world["root"] / f"{recipe}-1", world["root"] / f"{recipe}-2") < tolerance
 
 
 def test_general_two_processes_close_to_one(world) -> None:

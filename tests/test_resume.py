@@ -122,7 +122,9 @@ def test_finetune_kill_and_resume_is_exact(toy) -> None:
     assert not (out / "checkpoints").exists()  # dropped once the run is finished
 
 
-def test_distill_kill_and_resume_is_exact(toy) -> None:
+@pytest.mark.parametrize("recipe", ["tinybert4", "lrcbert4"])
+def test_distill_kill_and_resume_is_exact(toy, recipe: str) -> None:
+    """TinyBERT: two stages; LRC-BERT: two phases in one run, memory banks, gradient perturbation."""
     teacher = toy["root"] / "ft-straight"
     if not teacher.exists():
         pytest.skip("needs the finetune run")
@@ -146,18 +148,21 @@ def test_distill_kill_and_resume_is_exact(toy) -> None:
         "20",
         "--logging-steps",
         "10",
+        "--recipe",
+        recipe,
     ]
-    straight = toy["root"] / "d-straight"
+    straight = toy["root"] / f"{recipe}-straight"
     assert CliRunner().invoke(app, [*args, "--output", str(straight)]).exit_code == 0
-    # checkpoints are numbered across stages: step-140 is step 20 of the prediction stage
+    # checkpoints are numbered across stages: step-140 is step 20 of tinybert4's prediction stage
     a, b = check_resume(
         args,
-        toy["root"] / "d-killed",
+        toy["root"] / f"{recipe}-killed",
         straight,
-        random.choice([40, 140]),
-        toy["root"] / ".d-killed.partial" / "checkpoints",
+        random.choice([40, 100 if recipe == "lrcbert4" else 140]),
+        toy["root"] / f".{recipe}-killed.partial" / "checkpoints",
     )
-    for stage in ("intermediate", "prediction"):
+    assert a["stages"].keys() == b["stages"].keys()
+    for stage in a["stages"]:
         assert a["stages"][stage]["history"] == b["stages"][stage]["history"]
     assert a["dev"] == b["dev"]
 

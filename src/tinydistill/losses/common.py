@@ -44,15 +44,27 @@ def fingerprints(input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch
 
 
 class FeatureQueue(nn.Module):
-    """FIFO memory of the last ``size`` (D,) vectors and their sample fingerprints (not saved)."""
+    """FIFO memory of the last ``size`` (D,) vectors and their sample fingerprints.
+
+    Its state is in buffers, so a training checkpoint holds it and a resumed run sees the same
+    negatives. Under several processes every process pushes the rows of all of them (gathered), so
+    the memories stay equal and hold what one process would.
+    """
 
     def __init__(self, size: int, dim: int) -> None:
         super().__init__()
         self.size = int(size)
-        self.register_buffer("feats", torch.zeros(self.size, dim), persistent=False)
-        self.register_buffer("ids", torch.full((self.size,), -1, dtype=torch.int64), persistent=False)
-        self.ptr = 0
-        self.count = 0
+        self.register_buffer("feats", torch.zeros(self.size, dim))
+        self.register_buffer("ids", torch.full((self.size,), -1, dtype=torch.int64))
+        self.register_buffer("state", torch.zeros(2, dtype=torch.int64))  # write pointer, count
+
+    @property
+    def ptr(self) -> int:
+        return int(self.state[0])
+
+    @property
+    def count(self) -> int:
+        return int(self.state[1])
 
     def recent(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
         """The ``min(n, count)`` most recently pushed vectors (k, D) and fingerprints (k,)."""
@@ -64,12 +76,68 @@ class FeatureQueue(nn.Module):
     def push(self, feats: torch.Tensor, ids: torch.Tensor) -> None:
         if self.size == 0:
             return
-        feats, ids = feats.detach()[-self.size :], ids.detach()[-self.size :]
+        feats, ids = gather_rows(feats.detach()), gather_rows(ids.detach())
+        feats, ids = feats[-self.size :], ids[-self.size :]
         idx = (self.ptr + torch.arange(len(feats), device=self.feats.device)) % self.size
         self.feats[idx] = feats.to(self.feats.dtype)
         self.ids[idx] = ids.to(self.ids.device)
-        self.ptr = (self.ptr + len(feats)) % self.size
-        self.count = min(self.size, self.count + len(feats))
+        self.state[0] = (self.ptr + len(feats)) % self.size
+        self.state[1] = min(self.size, self.count + len(feats))
+
+
+def world() -> tuple[int, int]:
+    """(rank, world size) of the process group, (0, 1) without one."""
+    dist = torch.distributed
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def gather_rows(x: torch.Tensor, differentiable: bool = False) -> torch.Tensor:
+    """The rows of ``x`` from every process, in rank order (shares may differ by a row).
+
+    ``differentiable``: gradients flow back to each process's own rows (in-batch negatives that
+    carry gradients, as in one process). Without a process group, ``x`` itself.
+    """
+    rank, size = world()
+    if size == 1:
+        return x
+    dist = torch.distributed
+    n = torch.tensor([x.shape[0]], device=x.device)
+    sizes = [torch.zeros_like(n) for _ in range(size)]
+    dist.all_gather(sizes, n)
+    most = int(max(s.item() for s in sizes))
+    padded = torch.cat([x, x.new_zeros((most - x.shape[0], *x.shape[1:]))]) if x.shape[0] < most else x
+    if differentiable:
+        from torch.distributed.nn.functional import all_gather
+
+        parts = list(all_gather(padded))
+    else:
+        parts = [torch.empty_like(padded) for _ in range(size)]
+        dist.all_gather(parts, padded)
+    return torch.cat([p[: int(s.item())] for p, s in zip(parts, sizes, strict=True)])
+
+
+def in_batch_negatives(
+    rows: torch.Tensor, ids: torch.Tensor, cap: int, differentiable: bool = False
+) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """The in-batch negatives of each local row: the next ``k`` rows of the *global* batch (cyclic).
+
+    Returns (B, k, ...) negatives, (B, k) validity (a negative with the anchor's own token sequence is
+    not one) and ``k = min(global batch - 1, cap)``. One process: the rows of its batch; several: of
+    all processes' rows in rank order, so the negatives are those one process would use.
+    """
+    rank, size = world()
+    all_rows, all_ids = gather_rows(rows, differentiable), gather_rows(ids)
+    offset = 0
+    if size > 1:
+        counts = gather_rows(torch.tensor([rows.shape[0]], device=rows.device))
+        offset = int(counts[:rank].sum())
+    total = all_rows.shape[0]
+    k = max(0, min(total - 1, int(cap)))
+    local = offset + torch.arange(rows.shape[0], device=rows.device)[:, None]
+    idx = (local + torch.arange(1, k + 1, device=rows.device)[None, :]) % total
+    return all_rows[idx], all_ids[idx] != ids[:, None], k
 
 
 T = TypeVar("T")

@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tinydistill.losses.common import POOLINGS, FeatureQueue, pool, require
+from tinydistill.losses.common import POOLINGS, FeatureQueue, in_batch_negatives, pool, require
 from tinydistill.losses.reps import Reps
 
 
@@ -107,16 +107,16 @@ class CRDLoss(nn.Module):
         self, anchor: torch.Tensor, others: torch.Tensor, ids: torch.Tensor, bank: FeatureQueue
     ) -> torch.Tensor:
         """InfoNCE of ``anchor`` vs ``others`` (row i: the positive; other rows: negatives) and the memory."""
-        batch = others.shape[0]
-        k_batch = min(batch - 1, int(self.opts.negatives))
-        rows = torch.arange(batch, device=others.device)[:, None]
-        idx = (rows + torch.arange(1, k_batch + 1, device=others.device)[None, :]) % batch
+        # the features of both sides carry gradients (the embedding heads train): gather with them
+        negatives, valid, k_batch = in_batch_negatives(
+            others, ids, int(self.opts.negatives), differentiable=True
+        )
         feats, bank_ids = bank.recent(int(self.opts.negatives) - k_batch)
         return info_nce(
             anchor,
             others,
-            others[idx],
-            ids[idx] != ids[:, None],
+            negatives,
+            valid,
             float(self.opts.temperature),
             memory=feats,
             memory_valid=bank_ids[None, :] != ids[:, None],

@@ -40,7 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tinydistill.losses.common import FeatureQueue, pool, require
+from tinydistill.losses.common import FeatureQueue, in_batch_negatives, pool, require
 from tinydistill.losses.reps import Reps
 from tinydistill.losses.tinybert import HiddenProjection
 
@@ -102,12 +102,6 @@ class CosNCEOptions:
         )
 
 
-def _shift_index(batch: int, k: int, device: torch.device) -> torch.Tensor:
-    """(B, k): row i holds i+1, ..., i+k modulo B (the in-batch negatives of sample i)."""
-    rows = torch.arange(batch, device=device)[:, None]
-    return (rows + torch.arange(1, k + 1, device=device)[None, :]) % batch
-
-
 class CosNCE(nn.Module):
     """COS-NCE over all mapped layers, with its projections W and optional teacher memory banks."""
 
@@ -140,12 +134,9 @@ class CosNCE(nn.Module):
     def _pooled_loss(
         self, hs: torch.Tensor, ht: torch.Tensor, ids: torch.Tensor, bank: FeatureQueue
     ) -> torch.Tensor:
-        batch = hs.shape[0]
-        k_batch = min(batch - 1, int(self.opts.negatives))
-        idx = _shift_index(batch, k_batch, hs.device)
+        negatives, valid, k_batch = in_batch_negatives(ht, ids, int(self.opts.negatives))
         g_pos = angular_distance(hs, ht)
-        g_neg = angular_distance(hs[:, None, :], ht[idx])  # (B, k_batch)
-        valid = ids[idx] != ids[:, None]
+        g_neg = angular_distance(hs[:, None, :], negatives)  # (B, k_batch)
         feats, bank_ids = bank.recent(int(self.opts.negatives) - k_batch)
         if len(feats):
             g_bank = 1.0 - F.normalize(hs, dim=-1) @ feats.T.to(hs.dtype)  # (B, k_bank)
