@@ -17,16 +17,12 @@ from __future__ import annotations
 
 import itertools
 import json
-import math
-import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict
-from functools import partial
 from pathlib import Path
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from tinydistill.config import MLMHeadConfig
 from tinydistill.errors import TinyDistillError
@@ -180,42 +176,80 @@ def load_encoder_as_mlm(name: str):
     return model, tokenizer
 
 
+class MLMObjective(nn.Module):
+    """The encoder and its MLM head as one trainable module; a frozen encoder stays in eval mode
+    (no dropout) while the head trains."""
+
+    def __init__(self, model: nn.Module, frozen: bool) -> None:
+        super().__init__()
+        self.model, self.frozen = model, frozen
+        self.head = _head(model)
+
+    def train(self, mode: bool = True) -> MLMObjective:
+        super().train(mode)
+        if self.frozen:
+            self.model.base_model.eval()
+        return self
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int, int]:
+        return _loss(
+            self.model, self.head, batch["input_ids"], batch["attention_mask"], batch["labels"], self.frozen
+        )
+
+
 def train_mlm_head(cfg: MLMHeadConfig) -> dict:
-    """Train the MLM head of ``cfg.encoder`` on ``cfg.corpus``; save a masked LM in ``cfg.output``."""
+    """Train the MLM head of ``cfg.encoder`` on ``cfg.corpus`` in the one training loop; save a masked LM
+    in ``cfg.output``. Masks are drawn per batch from (seed, the batch's rows), so a run is repeatable."""
+    from tinydistill.data import Batches
     from tinydistill.models.load import save_model
+    from tinydistill.training.loop import make_accelerator, train
 
     if cfg.max_steps < 1 or cfg.batch_size < 1 or cfg.max_seq_length < 16:
         raise TinyDistillError("--max-steps and --batch-size must be >= 1 and --max-seq-length >= 16")
     files = _files(cfg.corpus)
     model, tokenizer = load_encoder_as_mlm(cfg.encoder)
-    held, train = _held_and_train(cfg, tokenizer, files, model.config.max_position_embeddings)
-    device = torch.device(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    model.to(device)
-    head = _head(model)
+    held, chunks = _held_and_train(cfg, tokenizer, files, model.config.max_position_embeddings)
     frozen = not cfg.train_encoder
-    params = _trainable(model, head, frozen)
-    lr = cfg.learning_rate or (1e-3 if frozen else 1e-4)
-    gen = torch.Generator().manual_seed(cfg.seed)
-    batch = partial(_masked_batch, tokenizer=tokenizer, generator=gen, cfg=cfg, device=device)
-    eval_batches = [batch(held[i : i + cfg.batch_size]) for i in range(0, len(held), cfg.batch_size)]
-    before = _evaluate(model, head, eval_batches, frozen) if eval_batches else {}
-    start = time.time()
-    history = _fit(model, head, params, lr, train, batch, gen, cfg)
-    after = _evaluate(model, head, eval_batches, frozen) if eval_batches else {}
+    objective = MLMObjective(model, frozen)
+    _trainable(model, objective.head, frozen)
     output = Path(cfg.output)
+    acc = make_accelerator(cfg, output, cpu=cfg.device == "cpu" or None)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    eval_batches = [
+        _masked_batch(held[i : i + cfg.batch_size], tokenizer, gen, cfg, acc.device)
+        for i in range(0, len(held), cfg.batch_size)
+    ]
+    model.to(acc.device)
+    before = _evaluate(model, objective.head, eval_batches, frozen) if eval_batches else {}
+
+    def collate(rows) -> dict[str, torch.Tensor]:
+        mask_gen = torch.Generator().manual_seed(hash((cfg.seed, *map(int, rows))) & 0x7FFFFFFF)
+        ids, attn, labels = _masked_batch(
+            [chunks[int(i)] for i in rows], tokenizer, mask_gen, cfg, torch.device("cpu")
+        )
+        return {"input_ids": ids, "attention_mask": attn, "labels": labels}
+
+    lr = cfg.learning_rate or (1e-3 if frozen else 1e-4)
+    result = train(
+        accelerator=acc, model=objective, batches=Batches(len(chunks), cfg.batch_size, collate, cfg.seed),
+        step_loss=lambda m, batch, step: (m(batch)[0], {}), total_steps=cfg.max_steps, lr=lr,
+        warmup_ratio=0.05, name="mlm-head", progress=cfg.progress,
+    )  # fmt: skip
+    after = _evaluate(model, objective.head, eval_batches, frozen) if eval_batches else {}
+    acc.end_training()
     model.to("cpu")
     save_model(model, tokenizer, output)
     report = {
         "encoder": cfg.encoder,
         "output": str(output),
-        "steps": cfg.max_steps,
-        "train_chunks": len(train),
+        "steps": result.steps,
+        "train_chunks": len(chunks),
         "heldout_chunks": len(held),
         "learning_rate": lr,
-        "seconds": round(time.time() - start, 1),
+        "seconds": round(result.seconds, 1),
         "heldout_before": before,
         "heldout_after": after,
-        "loss_history": history,
+        "loss_history": [round(v, 4) for v in result.losses],
         "config": asdict(cfg),
     }
     (output / "mlm_head.json").write_text(json.dumps(report, indent=2))
@@ -261,46 +295,3 @@ def _masked_batch(
     ids, attn = _pad(items, pad_id)
     inputs, labels = mask_tokens(ids, tokenizer, generator, cfg.mlm_probability)
     return inputs.to(device), attn.to(device), labels.to(device)
-
-
-def _fit(
-    model: nn.Module,
-    head: nn.Module,
-    params: list[nn.Parameter],
-    lr: float,
-    train: Sequence[list[int]],
-    batch: Callable[[Sequence[list[int]]], Batch],
-    gen: torch.Generator,
-    cfg: MLMHeadConfig,
-) -> list[float]:
-    """``cfg.max_steps`` AdamW steps (linear warm-up over 5%, then linear decay) on reshuffled
-    training chunks; returns each step's loss."""
-    frozen = not cfg.train_encoder
-    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
-    warmup = max(1, cfg.max_steps // 20)
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer,
-        lambda s: min((s + 1) / warmup, max(0.0, (cfg.max_steps - s) / max(1, cfg.max_steps - warmup))),
-    )
-    history = []
-    order: list[int] = []
-    bar = tqdm(range(cfg.max_steps), desc="mlm-head", unit="step", disable=not cfg.progress)
-    for step in bar:
-        if len(order) < cfg.batch_size:
-            order += torch.randperm(len(train), generator=gen).tolist()
-        take, order = order[: cfg.batch_size], order[cfg.batch_size :]
-        model.train()
-        if frozen:
-            model.base_model.eval()  # no dropout in the frozen encoder
-        loss, _, _ = _loss(model, head, *batch([train[i] for i in take]), frozen)
-        value = float(loss.detach())
-        if not math.isfinite(value):
-            raise TinyDistillError(f"MLM loss became {value} at step {step + 1}; lower --learning-rate")
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        optimizer.step()
-        schedule.step()
-        optimizer.zero_grad(set_to_none=True)
-        history.append(round(value, 4))
-        bar.set_postfix(loss=f"{value:.3f}")
-    return history

@@ -51,14 +51,16 @@ def has_accelerator() -> bool:
     return bool(probe.is_available()) if probe is not None else torch.cuda.is_available()
 
 
-def make_accelerator(cfg: Any, output: Path, find_unused: bool = False) -> Accelerator:
+def make_accelerator(
+    cfg: Any, output: Path, find_unused: bool = False, cpu: bool | None = None
+) -> Accelerator:
     """The one place that decides device, precision and processes.
 
     On a machine without GPUs a ``torchrun`` / ``accelerate launch`` job is a gloo CPU job (no
     environment variable needed). ``cfg.mixed_precision`` None = bf16 on GPUs that have it.
     ``find_unused``: some trained parameters get no gradient in a phase (distillation stages).
     """
-    precision = cfg.mixed_precision
+    precision = getattr(cfg, "mixed_precision", None)
     if precision is None:
         precision = "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
     logger = getattr(cfg, "logger", "tensorboard")
@@ -66,7 +68,7 @@ def make_accelerator(cfg: Any, output: Path, find_unused: bool = False) -> Accel
     handlers = [DistributedDataParallelKwargs(find_unused_parameters=True)] if find_unused else []
     try:
         acc = Accelerator(
-            cpu=not has_accelerator(),
+            cpu=not has_accelerator() if cpu is None else cpu,
             mixed_precision=precision,
             log_with=log_with,
             project_dir=str(output),
@@ -237,6 +239,7 @@ def train(
     grad_accum: int = 1,
     checkpoint: Checkpointing | None = None,
     restore_eval: Callable[[dict], Any] | None = None,
+    progress: bool = True,
 ) -> LoopResult:
     """Train ``model`` for ``total_steps`` optimizer steps over ``batches``; returns history and best eval.
 
@@ -258,7 +261,7 @@ def train(
     rank, world = accelerator.process_index, accelerator.num_processes
     rows = batches.rows(state.result.steps * grad_accum)
     bar = tqdm(total=total_steps, initial=state.result.steps, desc=name, dynamic_ncols=True,
-               disable=not accelerator.is_local_main_process)  # fmt: skip
+               disable=not (progress and accelerator.is_local_main_process))  # fmt: skip
     began = time.time() - state.seconds
     model.train()
     with stop_on_signals() as stop:
