@@ -226,3 +226,22 @@ def test_a_finished_run_is_never_replaced_without_overwrite(toy) -> None:
     assert replaced.exit_code == 0
     assert json.loads((finished / "metrics.json").read_text())["steps"] == 2
     assert not (finished.parent / ".ft-straight.partial").exists()
+
+
+def test_a_damaged_newest_checkpoint_falls_back_to_the_previous(tmp_path, capsys) -> None:
+    from tinydistill.training import checkpoint as ckpt
+
+    root = tmp_path / "checkpoints"
+    for step in (10, 20):
+        tmp = ckpt.begin(root, step)
+        ckpt.save_rng(tmp, 0)
+        ckpt.commit(
+            tmp, root / f"step-{step}", {"model": {"w": torch.full((2,), float(step))}}, {"step": step}, 2
+        )
+    assert ckpt.latest_readable(root) == root / "step-20"
+    state = root / "step-20" / "state.pt"
+    state.write_bytes(state.read_bytes()[:40])  # a copy cut short
+    assert ckpt.latest_readable(root) == root / "step-10"
+    assert "step-20 is unreadable" in capsys.readouterr().err
+    tensors, meta = ckpt.load_checkpoint(root / "step-10")
+    assert meta == {"step": 10} and torch.equal(tensors["model"]["w"], torch.full((2,), 10.0))
