@@ -77,24 +77,19 @@ def one_and_two(world, name: str, *args: str) -> tuple[dict, dict]:
     return runs[1], runs[2]
 
 
+def flags(**options: object) -> list[str]:
+    """``flags(max_steps=4)`` -> ``["--max-steps", "4"]``."""
+    return [item for key, value in options.items() for item in (f"--{key.replace('_', '-')}", str(value))]
+
+
+def task_run(world, command: str, **options: object) -> list[str]:
+    """A ``finetune`` / ``distill`` command line on the toy task, batch 16, lr 2e-3, logged every step."""
+    common = dict(task="sst2", data_dir=world["glue"], batch_size=16, learning_rate="2e-3", logging_steps=1)
+    return [command, *flags(**common, **options)]
+
+
 def test_finetune_two_processes_equal_one(world) -> None:
-    args = (
-        "finetune",
-        "--task",
-        "sst2",
-        "--data-dir",
-        str(world["glue"]),
-        "--model",
-        str(world["encoder"]),
-        "--max-steps",
-        "6",
-        "--batch-size",
-        "16",
-        "--learning-rate",
-        "2e-3",
-        "--logging-steps",
-        "1",
-    )
+    args = task_run(world, "finetune", model=world["encoder"], max_steps=6)
     one, two = one_and_two(world, "finetune", *args)
     assert one["world_size"] == 1 and two["world_size"] == 2 and two["global_batch_size"] == 16
     assert one["steps"] == two["steps"] == 6
@@ -109,25 +104,7 @@ def test_tinybert_two_processes_equal_one(world) -> None:
     teacher = world["root"] / "finetune-1"
     if not teacher.exists():
         pytest.skip("needs the finetune run of the previous test")
-    args = (
-        "distill",
-        "--task",
-        "sst2",
-        "--data-dir",
-        str(world["glue"]),
-        "--teacher",
-        str(teacher),
-        "--student",
-        str(world["shape"]),
-        "--max-steps",
-        "4",
-        "--batch-size",
-        "16",
-        "--learning-rate",
-        "2e-3",
-        "--logging-steps",
-        "1",
-    )
+    args = task_run(world, "distill", teacher=teacher, student=world["shape"], max_steps=4)
     one, two = one_and_two(world, "tinybert", *args)
     for stage in ("intermediate", "prediction"):
         assert one["stages"][stage]["steps"] == two["stages"][stage]["steps"] == 4
@@ -143,27 +120,7 @@ def test_contrastive_recipes_two_processes_equal_one(world, recipe: str, toleran
     teacher = world["root"] / "finetune-1"
     if not teacher.exists():
         pytest.skip("needs the finetune run")
-    args = (
-        "distill",
-        "--recipe",
-        recipe,
-        "--task",
-        "sst2",
-        "--data-dir",
-        str(world["glue"]),
-        "--teacher",
-        str(teacher),
-        "--student",
-        str(world["shape"]),
-        "--max-steps",
-        "4",
-        "--batch-size",
-        "16",
-        "--learning-rate",
-        "2e-3",
-        "--logging-steps",
-        "1",
-    )
+    args = task_run(world, "distill", recipe=recipe, teacher=teacher, student=world["shape"], max_steps=4)
     one, two = one_and_two(world, recipe, *args)
     assert (
         one["stages"]["distill"]["steps"] == two["stages"]["distill"]["steps"] == 4 and two["world_size"] == 2
@@ -174,23 +131,18 @@ def test_contrastive_recipes_two_processes_equal_one(world, recipe: str, toleran
 
 
 def test_general_two_processes_close_to_one(world) -> None:
-    args = (
+    args = [
         "general",
-        "--teacher",
-        str(world["encoder"]),
-        "--student",
-        str(world["shape"]),
-        "--corpus",
-        str(world["corpus"]),
-        "--max-steps",
-        "5",
-        "--batch-size",
-        "8",
-        "--teacher-precision",
-        "fp32",
-        "--save-every",
-        "2",
-    )
+        *flags(
+            teacher=world["encoder"],
+            student=world["shape"],
+            corpus=world["corpus"],
+            max_steps=5,
+            batch_size=8,
+            teacher_precision="fp32",
+            save_every=2,
+        ),
+    ]
     runs = {}
     for n in (1, 2):
         out = world["root"] / f"general-{n}"

@@ -44,6 +44,11 @@ def toy(tmp_path_factory) -> dict[str, Path]:
     return {"root": root, "glue": glue, "encoder": encoder, "shape": shape, "corpus": root / "corpus"}
 
 
+def flags(**options: object) -> list[str]:
+    """``flags(max_steps=4)`` -> ``["--max-steps", "4"]``."""
+    return [item for key, value in options.items() for item in (f"--{key.replace('_', '-')}", str(value))]
+
+
 def same_weights(a: Path, b: Path) -> bool:
     x, y = load_file(a / "model.safetensors"), load_file(b / "model.safetensors")
     return x.keys() == y.keys() and all(torch.equal(x[k], y[k]) for k in x)
@@ -91,26 +96,18 @@ def check_resume(args: list[str], out: Path, straight: Path, at_least: int, work
 def test_finetune_kill_and_resume_is_exact(toy) -> None:
     args = [
         "finetune",
-        "--task",
-        "sst2",
-        "--data-dir",
-        str(toy["glue"]),
-        "--model",
-        str(toy["encoder"]),
-        "--max-steps",
-        "240",
-        "--epochs",
-        "100",
-        "--batch-size",
-        "8",
-        "--learning-rate",
-        "1e-3",
-        "--save-every",
-        "20",
-        "--eval-every",
-        "40",
-        "--logging-steps",
-        "10",
+        *flags(
+            task="sst2",
+            data_dir=str(toy["glue"]),
+            model=str(toy["encoder"]),
+            max_steps="240",
+            epochs="100",
+            batch_size="8",
+            learning_rate="1e-3",
+            save_every="20",
+            eval_every="40",
+            logging_steps="10",
+        ),
     ]
     straight = toy["root"] / "ft-straight"
     assert CliRunner().invoke(app, [*args, "--output", str(straight)]).exit_code == 0
@@ -130,26 +127,18 @@ def test_distill_kill_and_resume_is_exact(toy, recipe: str) -> None:
         pytest.skip("needs the finetune run")
     args = [
         "distill",
-        "--task",
-        "sst2",
-        "--data-dir",
-        str(toy["glue"]),
-        "--teacher",
-        str(teacher),
-        "--student",
-        str(toy["shape"]),
-        "--max-steps",
-        "120",
-        "--epochs",
-        "100",
-        "--batch-size",
-        "8",
-        "--save-every",
-        "20",
-        "--logging-steps",
-        "10",
-        "--recipe",
-        recipe,
+        *flags(
+            task="sst2",
+            data_dir=str(toy["glue"]),
+            teacher=str(teacher),
+            student=str(toy["shape"]),
+            max_steps="120",
+            epochs="100",
+            batch_size="8",
+            save_every="20",
+            logging_steps="10",
+            recipe=recipe,
+        ),
     ]
     straight = toy["root"] / f"{recipe}-straight"
     assert CliRunner().invoke(app, [*args, "--output", str(straight)]).exit_code == 0
@@ -170,20 +159,15 @@ def test_distill_kill_and_resume_is_exact(toy, recipe: str) -> None:
 def test_general_kill_and_resume_is_exact(toy) -> None:
     args = [
         "general",
-        "--teacher",
-        str(toy["encoder"]),
-        "--student",
-        str(toy["shape"]),
-        "--corpus",
-        str(toy["corpus"]),
-        "--max-steps",
-        "200",
-        "--batch-size",
-        "8",
-        "--save-every",
-        "20",
-        "--teacher-precision",
-        "fp32",
+        *flags(
+            teacher=str(toy["encoder"]),
+            student=str(toy["shape"]),
+            corpus=str(toy["corpus"]),
+            max_steps="200",
+            batch_size="8",
+            save_every="20",
+            teacher_precision="fp32",
+        ),
     ]
     straight = toy["root"] / "g-straight"
     assert CliRunner().invoke(app, [*args, "--output", str(straight)]).exit_code == 0
@@ -203,16 +187,13 @@ def test_a_finished_run_is_never_replaced_without_overwrite(toy) -> None:
     before = {p.name: p.read_bytes() for p in finished.iterdir() if p.is_file()}
     args = [
         "finetune",
-        "--task",
-        "sst2",
-        "--data-dir",
-        str(toy["glue"]),
-        "--model",
-        str(toy["encoder"]),
-        "--output",
-        str(finished),
-        "--max-steps",
-        "2",
+        *flags(
+            task="sst2",
+            data_dir=str(toy["glue"]),
+            model=str(toy["encoder"]),
+            output=str(finished),
+            max_steps="2",
+        ),
     ]
     again = CliRunner().invoke(app, args)
     assert again.exit_code == 2 and again.stderr.count("\n") == 1
