@@ -206,6 +206,9 @@ class DistillConfig(RunConfig):
         "Start of a student given as a shape: auto (pruned from the teacher when it fits), pruned, random.",
     )
     calibration_samples: int = opt(512, "Task rows that rank the teacher's units when pruning.")
+    teacher_cache: bool = opt(
+        True, "Compute the teacher's logits once for stages that need nothing else of it (prediction, KD)."
+    )
     method: str = opt("tinybert4", "A label for the method (recipes set it).", cli=False)
     layer_map: str = opt("uniform", "Student layer -> teacher layer: uniform | top | bottom | '3,6,9,12'.")
     init_from_teacher: bool = opt(False, "Copy the mapped teacher layers into the student.")

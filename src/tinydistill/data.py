@@ -92,9 +92,14 @@ class Batches:
 def train_batches(
     dataset: EncodedDataset, tokenizer: PreTrainedTokenizerBase, batch_size: int, seed: int
 ) -> Batches:
-    """Shuffled training batches of an encoded task set (dynamic padding per batch)."""
+    """Shuffled training batches of an encoded task set (dynamic padding per batch); each batch also
+    carries its rows' indices (``row``), the key of per-row caches such as the teacher's logits."""
     collate = make_collate(tokenizer)
-    return Batches(len(dataset), batch_size, lambda rows: collate([dataset[int(i)] for i in rows]), seed)
+
+    def rows_batch(rows) -> dict[str, torch.Tensor]:
+        return {**collate([dataset[int(i)] for i in rows]), "row": torch.as_tensor(rows, dtype=torch.long)}
+
+    return Batches(len(dataset), batch_size, rows_batch, seed)
 
 
 def make_loader(

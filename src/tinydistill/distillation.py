@@ -17,7 +17,7 @@ from accelerate.utils import set_seed
 
 from tinydistill import config as C
 from tinydistill import runs as R
-from tinydistill.data import EncodedDataset, subsample, train_batches
+from tinydistill.data import EncodedDataset, make_collate, subsample, train_batches
 from tinydistill.errors import TinyDistillError
 from tinydistill.evaluation import Evaluation, run_evaluation, warn_if_degenerate
 from tinydistill.losses import HiddenProjection
@@ -42,6 +42,7 @@ from tinydistill.tasks.resolve import TaskData
 from tinydistill.training import loop
 from tinydistill.training import schedule as S
 from tinydistill.training.perturb import PerturbOptions
+from tinydistill.training.teacher_cache import cached_reps, logits_only, teacher_logits
 from tinydistill.training.terms import Distiller, build_term_modules, parse_term_options, teacher_reps
 
 
@@ -224,9 +225,13 @@ def distill(
     teacher = acc.prepare_model(m.teacher, evaluation_mode=True)
     batches = train_batches(train_set, tokenizer, cfg.batch_size, cfg.seed)
 
+    cache: dict[str, Any] = {"logits": None, "use": False}
+
     def step_loss(model, batch, step):
         inner = acc.unwrap_model(model)
         inner.set_step(step)  # switches phases inside a stage
+        if cache["use"]:
+            return model(batch, cached_reps(cache["logits"], batch))
         return model(batch, teacher_reps(teacher, batch, attentions=inner.needs_attention))
 
     def evaluate() -> Evaluation:
@@ -250,6 +255,10 @@ def distill(
             continue
         schedule = S.Schedule(stage.phases, total)
         acc.unwrap_model(distiller).set_schedule(schedule)
+        cache["use"] = cfg.teacher_cache and logits_only(stage.term_names)
+        if cache["use"] and cache["logits"] is None:
+            collate = make_collate(tokenizer)
+            cache["logits"] = teacher_logits(teacher, train_set, collate, acc.device, cfg.eval_batch_size)
         here = run.resume if resumed.get("name") == stage.name else None
         meta = {"stage": stage.name, "done": dict(summary["stages"])}
         result = loop.train(
@@ -260,7 +269,10 @@ def distill(
             checkpoint=dataclasses.replace(R.checkpointing(cfg, run, offset, meta), resume=here),
             restore_eval=lambda st: Evaluation(data.spec, **st), **R.loop_options(cfg, n_batches),
         )  # fmt: skip
-        summary["stages"][stage.name] = _stage_record(stage, schedule, result)
+        summary["stages"][stage.name] = {
+            **_stage_record(stage, schedule, result),
+            "teacher_cache": cache["use"],
+        }
         offset, seconds = offset + total, seconds + result.seconds
     final = acc.unwrap_model(distiller).student
     verdict = result.best_eval if stages[-1].evaluate else evaluate()  # before the process group goes
