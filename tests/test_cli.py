@@ -520,6 +520,37 @@ def test_pipeline_main_job_on_the_toy_task(tmp_path, tiny_encoder, glue_dir):
     assert (out / "teacher" / "model.safetensors").exists() and (
         out / "student" / "model.safetensors"
     ).exists()
+    # a rerun with the same settings reuses the finished teacher and student (byte-identical)
+    kept = {p: p.read_bytes() for p in out.rglob("model.safetensors")}
+    args = [
+        "pipeline",
+        "--task",
+        "sst2",
+        "--data-dir",
+        glue_dir,
+        "--teacher",
+        tiny_encoder,
+        "--student",
+        student,
+        "--output",
+        out,
+        "--teacher-epochs",
+        "20",
+        "--teacher-lr",
+        "2e-3",
+        "--student-lr",
+        "2e-3",
+        "--intermediate-epochs",
+        "20",
+        "--prediction-epochs",
+        "20",
+        "--batch-size",
+        "16",
+    ]
+    ok(*args)
+    assert {p: p.read_bytes() for p in out.rglob("model.safetensors")} == kept
+    changed = CliRunner().invoke(app, [str(a) for a in args[:-1]] + ["8"])  # another batch size
+    assert changed.exit_code == 2 and "--resume with other settings" in changed.stderr
 
 
 def test_pipeline_stops_on_a_degenerate_student(tmp_path, tiny_encoder, glue_dir):

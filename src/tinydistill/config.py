@@ -419,6 +419,10 @@ class PipelineConfig(Checked):
     allow_degenerate: bool = opt(
         False, "Go on when the student is no better than the trivial baseline.", flags=("--allow-degenerate",)
     )
+    overwrite: bool = opt(
+        False, "Train the teacher and the student again (by default finished ones made with the same "
+        "settings are reused and interrupted ones resume).", flags=("--overwrite",),
+    )  # fmt: skip
 
     def check(self) -> None:
         super().check()

@@ -59,7 +59,10 @@ def run(cfg: PipelineConfig) -> dict[str, Any]:
     """Fine-tune the teacher, distill the student (tinybert4), compare them; writes summary.md/json."""
     cfg = with_caps(cfg)
     out = Path(cfg.output)
+    # finished runs with the same settings are kept, interrupted ones continue; --overwrite redoes both
+    again = dict(resume=not cfg.overwrite, overwrite=cfg.overwrite)
     common: dict[str, Any] = dict(
+        **again,
         task=cfg.task,
         data_dir=cfg.data_dir,
         max_train_samples=cfg.max_train_samples,

@@ -169,7 +169,8 @@ def open_run(cfg: Any) -> RunDir:
     check_writable(output)
     finished = output / "metrics.json"
     if finished.is_file() and not cfg.overwrite:
-        if cfg.resume:
+        if cfg.resume:  # kept as it is, when it was made with these settings
+            _check_same(output / "config.yaml", cfg)
             return RunDir(output, work, None, json.loads(finished.read_text()))
         raise TinyDistillError(
             f"{output} holds a finished run: --overwrite to replace it (kept until the new run is done), "
