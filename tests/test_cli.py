@@ -485,7 +485,7 @@ def test_pipeline_main_job_on_the_toy_task(tmp_path, tiny_encoder, glue_dir):
     """The main job end to end: fine-tune, distill, compare, print the teacher-vs-student table."""
     student = config_dir(tmp_path / "student-shape", vocab_size(tiny_encoder))
     out = tmp_path / "main"
-    stdout = ok(
+    args = [
         "pipeline",
         "--task",
         "sst2",
@@ -495,21 +495,10 @@ def test_pipeline_main_job_on_the_toy_task(tmp_path, tiny_encoder, glue_dir):
         tiny_encoder,
         "--student",
         student,
-        "--output",
-        out,
-        "--teacher-epochs",
-        "20",
-        "--teacher-lr",
-        "2e-3",
-        "--student-lr",
-        "2e-3",
-        "--intermediate-epochs",
-        "20",
-        "--prediction-epochs",
-        "20",
-        "--batch-size",
-        "16",
-    )
+    ]
+    args += ["--output", out, "--teacher-epochs", "20", "--teacher-lr", "2e-3", "--student-lr", "2e-3"]
+    args += ["--intermediate-epochs", "20", "--prediction-epochs", "20", "--batch-size", "16"]
+    stdout = ok(*args)
     assert "| teacher |" in stdout and "| student |" in stdout and "speed-up" in stdout
     rows = json.loads((out / "summary.json").read_text())
     assert rows["teacher"]["dev"]["dev"]["accuracy"] >= 0.9
@@ -522,31 +511,6 @@ def test_pipeline_main_job_on_the_toy_task(tmp_path, tiny_encoder, glue_dir):
     ).exists()
     # a rerun with the same settings reuses the finished teacher and student (byte-identical)
     kept = {p: p.read_bytes() for p in out.rglob("model.safetensors")}
-    args = [
-        "pipeline",
-        "--task",
-        "sst2",
-        "--data-dir",
-        glue_dir,
-        "--teacher",
-        tiny_encoder,
-        "--student",
-        student,
-        "--output",
-        out,
-        "--teacher-epochs",
-        "20",
-        "--teacher-lr",
-        "2e-3",
-        "--student-lr",
-        "2e-3",
-        "--intermediate-epochs",
-        "20",
-        "--prediction-epochs",
-        "20",
-        "--batch-size",
-        "16",
-    ]
     ok(*args)
     assert {p: p.read_bytes() for p in out.rglob("model.safetensors")} == kept
     changed = CliRunner().invoke(app, [str(a) for a in args[:-1]] + ["8"])  # another batch size
