@@ -199,10 +199,11 @@ def test_a_finished_run_is_never_replaced_without_overwrite(toy) -> None:
     assert again.exit_code == 2 and again.stderr.count("\n") == 1
     assert again.stderr.startswith(f"error: {finished} holds a finished run: --overwrite to replace it")
     assert {p.name: p.read_bytes() for p in finished.iterdir() if p.is_file()} == before
-    kept = CliRunner().invoke(app, [*args, "--resume"])  # a finished run resumes to itself
-    assert (
-        kept.exit_code == 0 and {p.name: p.read_bytes() for p in finished.iterdir() if p.is_file()} == before
-    )
+    # --resume keeps a finished run made with the same settings; other settings are refused
+    kept = CliRunner().invoke(app, [*args, "--resume"])
+    assert kept.exit_code == 2 and "--resume with other settings than the run in" in kept.stderr
+    assert "max_steps" in kept.stderr
+    assert {p.name: p.read_bytes() for p in finished.iterdir() if p.is_file()} == before
     replaced = CliRunner().invoke(app, [*args, "--overwrite"])
     assert replaced.exit_code == 0
     assert json.loads((finished / "metrics.json").read_text())["steps"] == 2

@@ -90,6 +90,16 @@ def test_total_is_weighted_sum_of_direct_losses() -> None:
     assert proj.projs[0].weight.grad.abs().sum() > 0 and proj.projs[1].weight.grad.abs().sum() > 0
     assert all(p.grad is None for p in teacher.parameters())
 
+    # the teacher's scores of the mapped layers only (what distill captures; unmapped layers run SDPA,
+    # hence float-rounding differences) give the same losses
+    mapped = teacher_reps(teacher, batch, attentions=True, layers=LAYERS)
+    assert mapped.attn_scores[0] is None
+    real = t.attn_scores[1] > -1e30
+    torch.testing.assert_close(mapped.attn_scores[1][real], t.attn_scores[1][real], atol=1e-5, rtol=1e-5)
+    total_mapped, parts_mapped = distiller(batch, mapped)
+    torch.testing.assert_close(total_mapped, total, atol=1e-5, rtol=1e-5)
+    assert parts_mapped == pytest.approx(parts, rel=1e-5)
+
 
 def test_zero_weight_terms_are_inactive(monkeypatch) -> None:
     teacher, student = pair()
@@ -102,9 +112,9 @@ def test_zero_weight_terms_are_inactive(monkeypatch) -> None:
     seen = []
     real = terms.forward_reps
 
-    def spy(model, b, attentions=True):
+    def spy(model, b, attentions=True, layers=None):
         seen.append(attentions)
-        return real(model, b, attentions=attentions)
+        return real(model, b, attentions=attentions, layers=layers)
 
     monkeypatch.setattr(terms, "forward_reps", spy)
     t = teacher_reps(teacher, batch, attentions=False)

@@ -232,7 +232,7 @@ def distill(
         inner.set_step(step)  # switches phases inside a stage
         if cache["use"]:
             return model(batch, cached_reps(cache["logits"], batch))
-        return model(batch, teacher_reps(teacher, batch, attentions=inner.needs_attention))
+        return model(batch, teacher_reps(teacher, batch, inner.needs_attention, m.layers))
 
     def evaluate() -> Evaluation:
         student = acc.unwrap_model(distiller).student

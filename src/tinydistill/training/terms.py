@@ -13,7 +13,7 @@ loss) and ``crd`` (CRD).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -264,5 +264,11 @@ class Distiller(nn.Module):
 
 
 @torch.no_grad()
-def teacher_reps(teacher: nn.Module, batch: Mapping[str, torch.Tensor], attentions: bool) -> Reps:
-    return forward_reps(teacher, batch, attentions=attentions)
+def teacher_reps(
+    teacher: nn.Module,
+    batch: Mapping[str, torch.Tensor],
+    attentions: bool,
+    layers: Sequence[int] | None = None,
+) -> Reps:
+    """The teacher's Reps; with ``layers``, attention scores are kept for those (mapped) layers only."""
+    return forward_reps(teacher, batch, attentions=attentions, layers=sorted(set(layers)) if layers else None)
