@@ -299,3 +299,26 @@ def test_train_saves_only_on_improvement(accelerator: Accelerator) -> None:
     assert [e["step"] for e in result.evals] == [2, 4, 5]
     assert result.best_score == 0.7 and result.best_metrics == {"acc": 0.7}
     assert len(saves) == 2  # at steps 2 and 4, not at 5 (0.6 < 0.7) nor at the end
+
+
+def test_grad_accumulation_equals_the_larger_batch(accelerator: Accelerator) -> None:
+    """Batches of 2 accumulated twice = batches of 4: the same rows (one seeded order) and the same
+    mean gradient per optimizer step."""
+    x, y = torch.randn(8, 3), torch.randn(8, 1)
+
+    def run(batch_size: int, accum: int) -> torch.Tensor:
+        torch.manual_seed(0)
+        model = nn.Linear(3, 1)
+        batches = Batches(
+            8, batch_size, lambda rows: {"x": x[torch.as_tensor(rows)], "y": y[torch.as_tensor(rows)]}
+        )
+        result = train(
+            accelerator=accelerator, model=model, batches=batches, total_steps=4, lr=0.1, warmup_ratio=0.0,
+            step_loss=lambda m, b, step: ((m(b["x"]) - b["y"]).pow(2).mean(), {}), grad_accum=accum,
+            max_grad_norm=0.0,
+        )  # fmt: skip
+        assert result.steps == 4
+        return model.weight.detach().clone()
+
+    torch.testing.assert_close(run(2, 2), run(4, 1), atol=1e-6, rtol=1e-6)
+    assert not torch.allclose(run(2, 1), run(4, 1))  # without accumulation the steps differ
