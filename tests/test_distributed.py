@@ -1,8 +1,9 @@
 """Two cooperating CPU processes (gloo) under ``torchrun`` give the one-process run.
 
-Models here have no dropout, so one and two processes see the same numbers up to float summation
-order: the same global batches (each process takes half of every batch), one scheduler step per
-optimizer step, gradients averaged by DDP. Only the main process writes and prints.
+Models here have no dropout and train in fp32 (``--mixed-precision no``), so one and two processes
+see the same numbers up to float summation order: the same global batches (each process takes half
+of every batch), one scheduler step per optimizer step, gradients averaged by DDP. Only the main
+process writes and prints.
 """
 
 from __future__ import annotations
@@ -85,6 +86,7 @@ def flags(**options: object) -> list[str]:
 def task_run(world, command: str, **options: object) -> list[str]:
     """A ``finetune`` / ``distill`` command line on the toy task, batch 16, lr 2e-3, logged every step."""
     common = dict(task="sst2", data_dir=world["glue"], batch_size=16, learning_rate="2e-3", logging_steps=1)
+    common["mixed_precision"] = "no"  # fp32: the comparison is about processes, not bf16 rounding
     return [command, *flags(**common, **options)]
 
 
@@ -141,6 +143,7 @@ def test_general_two_processes_close_to_one(world) -> None:
             batch_size=8,
             teacher_precision="fp32",
             save_every=2,
+            mixed_precision="no",
         ),
     ]
     runs = {}

@@ -231,6 +231,10 @@ def checkpointing(cfg: Any, run: RunDir, offset: int = 0, meta: dict[str, Any] |
     )
 
 
-def scale(acc: Any, cfg: Any) -> dict[str, int]:
-    """How many processes trained, and the rows per optimizer step across all of them."""
-    return {"world_size": acc.num_processes, "global_batch_size": cfg.batch_size * cfg.grad_accum}
+def scale(acc: Any, cfg: Any) -> dict[str, Any]:
+    """How many processes trained, the rows per optimizer step across all of them, and the precision."""
+    return {
+        "world_size": acc.num_processes,
+        "global_batch_size": cfg.batch_size * cfg.grad_accum,
+        "mixed_precision": acc.mixed_precision,
+    }

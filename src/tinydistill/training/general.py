@@ -96,7 +96,8 @@ def general(cfg: C.GeneralConfig) -> dict[str, Any]:
     if acc.is_main_process:
         save_model(final, tokenizer, output)
         tmp = output / "metrics.json.tmp"
-        tmp.write_text(json.dumps({**summary, "world_size": acc.num_processes}, indent=2))
+        run_scale = {"world_size": acc.num_processes, "mixed_precision": acc.mixed_precision}
+        tmp.write_text(json.dumps({**summary, **run_scale}, indent=2))
         tmp.replace(output / "metrics.json")
     return summary
 
