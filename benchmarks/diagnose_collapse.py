@@ -110,7 +110,7 @@ def main() -> None:
     dev = next(iter(data.dev.values()))[: args.samples]
     tok = load_tokenizer(args.teacher)
     teacher = enable_capture(load_classifier(args.teacher, data.spec).eval())
-    loader = make_loader(EncodedDataset(dev, tok, args.max_seq_length, data.spec), tok, len(dev), False)
+    loader = make_loader(EncodedDataset(dev, tok, args.max_seq_length, data.spec), tok, len(dev))
     batch = next(iter(loader))
     special = torch.isin(batch["input_ids"], torch.tensor([tok.cls_token_id, tok.sep_token_id])).float()
     models = {"teacher": teacher}

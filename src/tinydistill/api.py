@@ -111,18 +111,14 @@ def finetune(
 
 
 def evaluate(
-    cfg: C.EvaluateConfig | str, model: Any = None, *, tokenizer: Any = None, dev: Any = None, **fields: Any
+    cfg: C.EvaluateConfig, *, model: Any = None, tokenizer: Any = None, dev: Any = None
 ) -> Evaluation:
     """Metrics of a model on the task's dev split(s), beside the trivial baseline.
 
-    ``evaluate(EvaluateConfig(...))`` or ``evaluate("SST-2", "runs/student", data_dir=...)``; ``model``
-    may be a loaded classifier (then give ``tokenizer``); ``dev`` rows replace the task's dev files.
-    Writes ``cfg.json_file`` when set.
+    ``model`` (a loaded classifier, with ``tokenizer``) replaces loading ``cfg.model``; ``dev`` rows
+    replace the task's dev files. Writes ``cfg.json_file`` when set.
     """
-    given = model if model is not None and not isinstance(model, (str, Path)) else None
-    if isinstance(cfg, str):
-        name = model_name(given) if given is not None else str(model)
-        cfg = C.build(C.EvaluateConfig, None, task=cfg, model=name, **fields)
+    given = model
     if cfg.json_file:  # find out now, not after the work
         R.check_writable(Path(cfg.json_file))
     data = load_task_data(

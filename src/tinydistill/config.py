@@ -753,11 +753,6 @@ def build(cls: type, yaml_path: str | Path | list[str | Path | None] | None = No
     return cfg
 
 
-def validate(cfg: Any) -> None:
-    """Check a config built by hand (``build`` does this itself)."""
-    cfg.check()
-
-
 def save(cfg: Any, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=False))

@@ -102,21 +102,9 @@ def train_batches(
     return Batches(len(dataset), batch_size, rows_batch, seed)
 
 
-def make_loader(
-    dataset: EncodedDataset,
-    tokenizer: PreTrainedTokenizerBase,
-    batch_size: int,
-    shuffle: bool,
-    seed: int = 42,
-) -> DataLoader:
-    generator = torch.Generator().manual_seed(seed)
-    return DataLoader(
-        dataset,
-        batch_size=batch_size,
-        shuffle=shuffle,
-        collate_fn=make_collate(tokenizer),
-        generator=generator if shuffle else None,
-    )
+def make_loader(dataset: EncodedDataset, tokenizer: PreTrainedTokenizerBase, batch_size: int) -> DataLoader:
+    """In-order batches for evaluation and calibration (training batches: :class:`Batches`)."""
+    return DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=make_collate(tokenizer))
 
 
 def subsample(examples: list[Example], n: int | None, seed: int) -> list[Example]:

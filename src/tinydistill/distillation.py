@@ -9,7 +9,6 @@ term options and gradient perturbation. Each stage is one call of the training l
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +40,7 @@ from tinydistill.start import checkpoint_plan, pruned_student, resolve_start, st
 from tinydistill.tasks.resolve import TaskData
 from tinydistill.training import loop
 from tinydistill.training import schedule as S
+from tinydistill.training.checkpoint import read_meta
 from tinydistill.training.perturb import PerturbOptions
 from tinydistill.training.teacher_cache import cached_reps, logits_only, teacher_logits
 from tinydistill.training.terms import Distiller, build_term_modules, parse_term_options, teacher_reps
@@ -176,9 +176,7 @@ def _stage_record(stage: S.Stage, schedule: S.Schedule, result: loop.LoopResult)
 
 def _resume_meta(run: R.RunDir) -> dict[str, Any]:
     """The caller's part of the checkpoint to resume from: its stage and the stages already done."""
-    if run.resume is None:
-        return {}
-    return json.loads((run.resume / "trainer_state.json").read_text())
+    return {} if run.resume is None else read_meta(run.resume)
 
 
 def distill(

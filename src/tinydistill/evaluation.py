@@ -158,9 +158,7 @@ def run_evaluation(
     """Metrics, trivial baseline and constant-prediction check for every dev split."""
     metrics, baseline, constant = {}, {}, {}
     for split, examples in dev.items():
-        loader = make_loader(
-            EncodedDataset(examples, tokenizer, max_seq_length, spec), tokenizer, batch_size, False
-        )
+        loader = make_loader(EncodedDataset(examples, tokenizer, max_seq_length, spec), tokenizer, batch_size)
         logits, labels = predict_logits(model, loader, accelerator)
         metrics[split] = compute_metrics(spec, to_predictions(spec, logits), labels)
         baseline[split] = trivial_baseline(spec, labels)

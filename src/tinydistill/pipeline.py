@@ -10,7 +10,7 @@ from typing import Any
 import torch
 
 from tinydistill import api
-from tinydistill.config import QUICK, DistillConfig, FinetuneConfig, PipelineConfig, build
+from tinydistill.config import QUICK, DistillConfig, EvaluateConfig, FinetuneConfig, PipelineConfig, build
 from tinydistill.deploy.runners import load_runner
 from tinydistill.deploy.table import pipeline_table
 from tinydistill.deploy.timing import p50_p95, time_runners
@@ -30,7 +30,7 @@ def compare(
         torch.set_num_threads(threads)
     rows: dict[str, dict[str, Any]] = {}
     for name, path in models.items():
-        verdict = api.evaluate(task, path, data_dir=data_dir)
+        verdict = api.evaluate(build(EvaluateConfig, None, task=task, model=path, data_dir=data_dir))
         rows[name] = {"path": path, "dev": verdict.metrics, "degenerate": verdict.degenerate}
     runners = [load_runner(path, "torch", name) for name, path in models.items()]
     for row, runner, times in zip(rows.values(), runners, time_runners(runners, 1, seq_len), strict=True):

@@ -76,7 +76,7 @@ def task_batches(
 ) -> list[dict[str, torch.Tensor]]:  # fmt: skip
     """A seeded calibration sample of task rows, as model-input batches."""
     rows = subsample(examples, samples, seed)
-    loader = make_loader(EncodedDataset(rows, tokenizer, max_seq_length, spec), tokenizer, batch_size, False)
+    loader = make_loader(EncodedDataset(rows, tokenizer, max_seq_length, spec), tokenizer, batch_size)
     return list(loader)
 
 

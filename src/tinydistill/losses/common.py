@@ -99,14 +99,20 @@ def gather_rows(x: torch.Tensor, differentiable: bool = False) -> torch.Tensor:
     ``differentiable``: gradients flow back to each process's own rows (in-batch negatives that
     carry gradients, as in one process). Without a process group, ``x`` itself.
     """
-    rank, size = world()
+    return _gather(x, differentiable)[0]
+
+
+def _gather(x: torch.Tensor, differentiable: bool = False) -> tuple[torch.Tensor, list[int]]:
+    """``gather_rows`` and the number of rows each process gave."""
+    size = world()[1]
     if size == 1:
-        return x
+        return x, [x.shape[0]]
     dist = torch.distributed
     n = torch.tensor([x.shape[0]], device=x.device)
-    sizes = [torch.zeros_like(n) for _ in range(size)]
-    dist.all_gather(sizes, n)
-    most = int(max(s.item() for s in sizes))
+    counts = [torch.zeros_like(n) for _ in range(size)]
+    dist.all_gather(counts, n)
+    sizes = [int(c.item()) for c in counts]
+    most = max(sizes)
     padded = torch.cat([x, x.new_zeros((most - x.shape[0], *x.shape[1:]))]) if x.shape[0] < most else x
     if differentiable:
         from torch.distributed.nn.functional import all_gather
@@ -115,7 +121,7 @@ def gather_rows(x: torch.Tensor, differentiable: bool = False) -> torch.Tensor:
     else:
         parts = [torch.empty_like(padded) for _ in range(size)]
         dist.all_gather(parts, padded)
-    return torch.cat([p[: int(s.item())] for p, s in zip(parts, sizes, strict=True)])
+    return torch.cat([p[:s] for p, s in zip(parts, sizes, strict=True)]), sizes
 
 
 def in_batch_negatives(
@@ -127,12 +133,9 @@ def in_batch_negatives(
     not one) and ``k = min(global batch - 1, cap)``. One process: the rows of its batch; several: of
     all processes' rows in rank order, so the negatives are those one process would use.
     """
-    rank, size = world()
-    all_rows, all_ids = gather_rows(rows, differentiable), gather_rows(ids)
-    offset = 0
-    if size > 1:
-        counts = gather_rows(torch.tensor([rows.shape[0]], device=rows.device))
-        offset = int(counts[:rank].sum())
+    all_rows, sizes = _gather(rows, differentiable)
+    all_ids = gather_rows(ids)
+    offset = sum(sizes[: world()[0]])
     total = all_rows.shape[0]
     k = max(0, min(total - 1, int(cap)))
     local = offset + torch.arange(rows.shape[0], device=rows.device)[:, None]

@@ -62,16 +62,12 @@ def checkpoint_dirs(root: Path) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
-def latest_checkpoint(root: Path) -> Path | None:
-    dirs = checkpoint_dirs(root)
-    return dirs[-1][1] if dirs else None
-
-
 def latest_readable(root: Path) -> Path | None:
     """The newest checkpoint whose files load; a damaged newer one is reported and skipped."""
     for _, path in reversed(checkpoint_dirs(root)):
-        try:
-            load_checkpoint(path)
+        try:  # memory-mapped: a cut-short or garbled file fails here without reading the tensors
+            torch.load(path / "state.pt", map_location="cpu", weights_only=True, mmap=True)
+            read_meta(path)
             return path
         except Exception as exc:  # noqa: BLE001 - any unreadable file: fall back, say so
             print(f"warning: checkpoint {path} is unreadable ({type(exc).__name__}); using the previous one",
@@ -112,24 +108,11 @@ def commit(tmp: Path, final: Path, tensors: dict[str, Any], meta: dict[str, Any]
     return final
 
 
-def save_checkpoint(root: Path, step: int, tensors: dict[str, Any], meta: dict[str, Any], keep: int) -> Path:
-    """Write ``step-N`` atomically (``meta`` -> JSON, ``tensors`` -> torch) and keep the newest ``keep``."""
-    root.mkdir(parents=True, exist_ok=True)
-    final = root / f"step-{step}"
-    tmp = root / f".step-{step}.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    torch.save(tensors, tmp / "state.pt")
-    (tmp / "trainer_state.json").write_text(json.dumps(meta))
-    if final.exists():
-        shutil.rmtree(final)
-    os.replace(tmp, final)
-    for _, old in checkpoint_dirs(root)[:-keep]:
-        shutil.rmtree(old, ignore_errors=True)
-    return final
+def read_meta(path: Path) -> dict[str, Any]:
+    """A checkpoint's JSON part (the loop's state and its caller's ``meta``)."""
+    return json.loads((path / "trainer_state.json").read_text())
 
 
 def load_checkpoint(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     tensors = torch.load(path / "state.pt", map_location="cpu", weights_only=True)
-    meta = json.loads((path / "trainer_state.json").read_text())
-    return tensors, meta
+    return tensors, read_meta(path)
