@@ -366,3 +366,14 @@ def test_report_bad_run_dirs(tmp_path):
         build_report([str(tmp_path / "norun")], tmp_path / "rep")
     res = CliRunner().invoke(app, ["report", str(tmp_path / "missing"), "--output", str(tmp_path / "rep")])
     assert res.exit_code == 2 and "error: run dir not found" in res.output
+
+
+def test_export_bert_student_of_a_tokenizer_without_token_types(tmp_path, tiny_encoder):
+    """A BERT student distilled from an MPNet teacher keeps the teacher's tokenizer, which makes no
+    token_type_ids: the export feeds zeros for them."""
+    tok = BertTokenizerFast.from_pretrained(tiny_encoder, model_input_names=["input_ids", "attention_mask"])
+    assert "token_type_ids" not in tok("a b")
+    tok.save_pretrained(tiny_encoder)
+    rep = export_model(tiny_encoder, tmp_path / "out", optimize=False, threads=1)
+    assert rep["onnx"]["max_abs_diff"] < 1e-4
+    assert "token_type_ids" in load_runner(tmp_path / "out", threads=1).input_names

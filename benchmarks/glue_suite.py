@@ -1,0 +1,428 @@
+"""The GLUE suite: a BERT-base-size teacher and >= 7.5x smaller students on five GLUE tasks.
+
+Cells (each one ``tinydistill`` run in its own directory, run as a separate process):
+
+* ``teacher``: the pre-trained teacher (all-mpnet-base-v2, 109.5M; or ``--teacher minilm``) fine-tuned
+  on CoLA, SST-2, MRPC, STS-B and RTE;
+* students of the TinyBERT4 shape (4 layers, 312 hidden, 12 heads, FFN 1200) with TinyBERT task
+  distillation from three starts: ``pruned`` from the fine-tuned teacher, ``random``, and ``general``
+  (a general-distillation checkpoint given with ``--general DIR``, when the budget allowed one);
+  LRC-BERT (``lrcbert4``) on the pruned start. The four small tasks run ``--seeds`` seeds of the
+  headline cell (pruned start, TinyBERT).
+
+The suite is resumable cell by cell: a finished cell (its ``metrics.json``) is read back, an
+interrupted one continues from its checkpoint. After every cell it rewrites ``docs/results.md``
+from the cells that exist; the headline line is the mean over the tasks done of student / teacher
+on the paper's metric (CoLA MCC, SST-2 accuracy, MRPC F1, STS-B Spearman, RTE accuracy), with the
+student's *last* dev evaluation (its best one is printed beside it) against the teacher kept for
+its best dev score (both choices lower the retention rather than raise it).
+
+    PYTHONPATH=src python benchmarks/glue_suite.py --tier cpu                 # everything, resumable
+    PYTHONPATH=src python benchmarks/glue_suite.py --tier cpu --stop-after 150  # start no cell after 150 min
+    PYTHONPATH=src python benchmarks/glue_suite.py --report-only              # rewrite docs/results.md
+    PYTHONPATH=src python benchmarks/glue_suite.py --tier gpu                 # full train sets, paper epochs
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+GLUE = ROOT.parent / "shared" / "data" / "glue"
+TASKS = ["RTE", "MRPC", "STS-B", "CoLA", "SST-2"]
+SMALL = {"RTE", "MRPC", "STS-B", "CoLA"}
+METRIC = {"CoLA": "mcc", "SST-2": "accuracy", "MRPC": "f1", "STS-B": "spearman", "RTE": "accuracy"}
+# BERT-base dev scores as commonly reported (the issue's ranges; STS-B is Pearson there), and the
+# TinyBERT paper's GLUE test scores of BERT-base and TinyBERT4 (x100).
+BERT_BASE_DEV = {"CoLA": (55, 60), "SST-2": (92, 93), "MRPC": (88, 90), "STS-B": (88, 89), "RTE": (66, 70)}
+PAPER_TEACHER = {"CoLA": 52.8, "SST-2": 93.4, "MRPC": 87.5, "STS-B": 85.8, "RTE": 67.0}
+PAPER_TINYBERT4 = {"CoLA": 44.1, "SST-2": 92.6, "MRPC": 86.4, "STS-B": 80.4, "RTE": 66.6}
+TEACHERS = {"mpnet": "all-mpnet-base-v2", "minilm": "all-MiniLM-L6-v2"}
+
+
+@dataclass(frozen=True)
+class Tier:
+    """Budgets of one tier: caps, epochs and learning rates for every cell of a task."""
+
+    name: str
+    teacher_epochs: float | None  # None: the task's own (registry) epochs
+    teacher_lr: float | None
+    intermediate_epochs: float | None
+    prediction_epochs: float | None
+    max_train_samples: dict[str, int] = field(default_factory=dict)
+    precision: str = "bf16"
+    seeds: tuple[int, ...] = (42, 43, 44)
+
+
+TIERS = {
+    # 2 CPU cores: SST-2 capped to 8,000 rows; 3 teacher epochs; 2 + 3 student epochs.
+    "cpu": Tier("cpu", 3.0, 3e-5, 2.0, 3.0, {"SST-2": 8000}),
+    # A GPU: full train sets; the task's teacher epochs (3-5); TinyBERT's 10 (large) / 20 (small)
+    # intermediate epochs become 10 here without augmentation, 3 prediction epochs.
+    "gpu": Tier("gpu", None, 2e-5, 10.0, 3.0),
+}
+
+
+@dataclass(frozen=True)
+class Cell:
+    task: str
+    kind: str  # teacher | student
+    start: str = ""  # pruned | random | general
+    recipe: str = ""  # tinybert4 | lrcbert4
+    seed: int = 42
+
+    @property
+    def name(self) -> str:
+        if self.kind == "teacher":
+            return f"{self.task}/teacher"
+        return f"{self.task}/{self.recipe}-{self.start}-s{self.seed}"
+
+
+def plan(tier: Tier, tasks: list[str], general: str | None, lrc: bool) -> list[Cell]:
+    """Every cell, in the order that fills the headline first: teachers, the pruned TinyBERT student
+    of every task, then the other starts, the extra seeds and LRC-BERT."""
+    cells = [Cell(t, "teacher") for t in tasks]
+    cells += [Cell(t, "student", "pruned", "tinybert4") for t in tasks]
+    cells += [Cell(t, "student", "random", "tinybert4") for t in tasks]
+    if general:
+        cells += [Cell(t, "student", "general", "tinybert4") for t in tasks]
+    cells += [
+        Cell(t, "student", "pruned", "tinybert4", s) for t in tasks if t in SMALL for s in tier.seeds[1:]
+    ]
+    if lrc:
+        cells += [Cell(t, "student", "pruned", "lrcbert4") for t in tasks]
+    return cells
+
+
+def command(cell: Cell, tier: Tier, args: argparse.Namespace, out: Path) -> list[str]:
+    """The ``tinydistill`` command line of a cell (resumable: ``--resume``)."""
+    common = [
+        "--task", cell.task, "--data-dir", str(args.data_dir), "--mixed-precision", tier.precision,
+        "--save-every", "100", "--keep-checkpoints", "1", "--resume", "--logger", "none",
+    ]  # fmt: skip
+    if cell.task in tier.max_train_samples:
+        common += ["--max-train-samples", str(tier.max_train_samples[cell.task])]
+    if cell.kind == "teacher":
+        cmd = ["finetune", "--model", TEACHERS[args.teacher], "--output", str(out / cell.name), *common]
+        cmd += ["--epochs", str(tier.teacher_epochs)] if tier.teacher_epochs else []
+        return cmd + (["--learning-rate", str(tier.teacher_lr)] if tier.teacher_lr else [])
+    teacher = out / cell.task / "teacher"
+    cmd = ["distill", "--teacher", str(teacher), "--output", str(out / cell.name), "--recipe", cell.recipe]
+    cmd += [*common, "--seed", str(cell.seed)]
+    if cell.start == "general":
+        cmd += ["--student", args.general]
+    else:
+        cmd += ["--student", "tinybert-4l-312", "--start", cell.start]
+    if cell.recipe == "tinybert4":
+        cmd += ["--intermediate-epochs", str(tier.intermediate_epochs)]
+        cmd += ["--prediction-epochs", str(tier.prediction_epochs)]
+    else:  # one stage with the same total budget
+        cmd += ["--epochs", str(tier.intermediate_epochs + tier.prediction_epochs)]
+    return cmd
+
+
+def read_metrics(run: Path) -> dict[str, Any] | None:
+    path = run / "metrics.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def run_cell(cell: Cell, cmd: list[str], out: Path, threads: int | None) -> dict[str, Any]:
+    """Run one cell as a separate process (its log beside it); returns its metrics or an error."""
+    run = out / cell.name
+    done = read_metrics(run)
+    if done is not None:
+        return done
+    log = out / cell.task / f"{run.name}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
+    if threads:
+        env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    print(f"[{time.strftime('%H:%M:%S')}] {cell.name}: tinydistill {' '.join(cmd)}", flush=True)
+    start = time.perf_counter()
+    with log.open("a") as f:
+        rc = subprocess.call(
+            [sys.executable, "-m", "tinydistill", *cmd], stdout=f, stderr=subprocess.STDOUT, env=env
+        )
+    wall = time.perf_counter() - start
+    metrics = read_metrics(run)
+    if rc != 0 or metrics is None:
+        tail = log.read_text(errors="replace").strip().splitlines()[-1:] or ["(no output)"]
+        print(f"  failed (exit {rc}) after {wall / 60:.1f} min: {tail[0][-300:]}", flush=True)
+        return {"error": tail[0][-300:]}
+    print(f"  done in {wall / 60:.1f} min", flush=True)
+    return metrics
+
+
+# ---------------------------------------------------------------------------------------- scores
+
+
+def score(evaluation: dict[str, Any], task: str) -> float:
+    return 100 * float(evaluation[METRIC[task]])
+
+
+def student_scores(metrics: dict[str, Any], task: str) -> tuple[float, float]:
+    """(last, best) dev score of a student: the evaluations of its last stage."""
+    last_stage = list(metrics["stages"].values())[-1]
+    values = [score(e, task) for e in last_stage.get("evals") or []] or [score(metrics["dev"], task)]
+    return values[-1], max(values)
+
+
+def teacher_score(metrics: dict[str, Any], task: str) -> float:
+    return score(metrics["dev"], task)
+
+
+def _mean_sd(values: list[float]) -> str:
+    if len(values) == 1:
+        return f"{values[0]:.2f}"
+    return f"{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f}"
+
+
+def latency(models: dict[str, Path], out: Path, seq_len: int = 128) -> dict[str, dict[str, float]]:
+    """Batch-1 CPU latency (ms, median) of each model, PyTorch and ONNX int8, timed interleaved
+    once per suite and kept in ``latency.json``: it depends on the shape, not on the weights, so one
+    model stands for the teacher and one for each start's students."""
+    cache = out / "latency.json"
+    known = json.loads(cache.read_text()) if cache.is_file() else {}
+    todo = {k: p for k, p in models.items() if k not in known}
+    if todo:
+        from tinydistill.deploy.runners import load_runner
+        from tinydistill.deploy.timing import p50_p95, time_runners
+
+        for backend in ("torch", "onnx-int8"):
+            runners = [load_runner(p, backend, k) for k, p in todo.items()]
+            for key, times in zip(todo, time_runners(runners, 1, seq_len, repeats=30), strict=True):
+                known.setdefault(key, {})[backend] = round(p50_p95(times)[0], 2)
+                known[key]["params"] = int(runners[list(todo).index(key)].params)
+        cache.write_text(json.dumps(known, indent=2))
+    return known
+
+
+# ---------------------------------------------------------------------------------------- report
+
+
+def collect(cells: list[Cell], out: Path) -> dict[Cell, dict[str, Any]]:
+    return {c: m for c in cells if (m := read_metrics(out / c.name)) is not None}
+
+
+def report(cells: list[Cell], tier: Tier, args: argparse.Namespace, out: Path, lat: dict[str, Any]) -> str:
+    done = collect(cells, out)
+    teachers = {c.task: m for c, m in done.items() if c.kind == "teacher"}
+    lines = [
+        "# GLUE suite results",
+        "",
+        "Generated by `benchmarks/glue_suite.py` from the cells finished so far; rerun it to complete"
+        " or refresh (`--report-only` only rewrites this file).",
+        "",
+    ]
+    head = [
+        (c, m)
+        for c, m in done.items()
+        if c.kind == "student" and (c.start, c.recipe) == ("pruned", "tinybert4")
+    ]
+    retention, ratios, t_abs, s_abs = [], [], [], []
+    for task in args.tasks:
+        runs = [m for c, m in head if c.task == task]
+        if task not in teachers or not runs:
+            continue
+        t = teacher_score(teachers[task], task)
+        last = statistics.mean(student_scores(m, task)[0] for m in runs)
+        retention.append(100 * last / t)
+        ratios.append(teachers[task]["params"] / runs[0]["params"])
+        t_abs.append(t)
+        s_abs.append(last)
+    tasks_done = [t for t in args.tasks if t in teachers and any(c.task == t for c, _ in head)]
+    if retention:
+        lines.append(
+            f"mean retention: {statistics.mean(retention):.1f}% at {statistics.mean(ratios):.1f}x fewer "
+            f"parameters — tier {tier.name}, {len(tasks_done)} of {len(args.tasks)} tasks "
+            f"({', '.join(tasks_done)}), teacher {TEACHERS[args.teacher]}, TinyBERT4-shape student pruned "
+            f"from it + TinyBERT task distillation, last dev evaluation, {dt.date.today().isoformat()}"
+        )
+        lines += [
+            "",
+            f"Absolute means over those tasks: teacher {statistics.mean(t_abs):.2f}, student "
+            f"{statistics.mean(s_abs):.2f} (paper, GLUE test, same five tasks: BERT-base 77.3, "
+            "TinyBERT4 74.0, retention 94.9%).",
+        ]
+    else:
+        lines.append("mean retention: n/a — no task has a teacher and a headline student yet")
+    lines += ["", f"Machine: {platform.machine()}, {os.cpu_count()} CPU threads, {platform.platform()}.", ""]
+    lines += _settings(tier, args)
+    lines += _teacher_table(teachers, args.tasks)
+    lines += _student_table(done, teachers, lat, args.tasks)
+    return "\n".join(lines) + "\n"
+
+
+def _settings(tier: Tier, args: argparse.Namespace) -> list[str]:
+    caps = ", ".join(f"{k} {v:,} rows" for k, v in tier.max_train_samples.items()) or "none (full train sets)"
+    teacher_epochs = tier.teacher_epochs or "the task's"
+    return [
+        "## Settings",
+        "",
+        f"- Tier `{tier.name}`; precision {tier.precision} autocast (fp32 master weights); batch 32; the"
+        " task's max length (128 for pairs, 64 for single sentences).",
+        f"- Train-set caps: {caps}. Dev sets whole.",
+        f"- Teacher: {TEACHERS[args.teacher]}, {teacher_epochs} epochs at lr {tier.teacher_lr},"
+        " best dev kept.",
+        f"- Students: TinyBERT4 shape; TinyBERT {tier.intermediate_epochs} intermediate +"
+        f" {tier.prediction_epochs} prediction epochs (lr 1e-4 / 5e-5, the tinybert4 recipe); LRC-BERT"
+        " the same total epochs in its one stage; no data augmentation in this tier (20x rows cost 20x"
+        " the budget).",
+        f"- Seeds: {', '.join(map(str, tier.seeds))} for the pruned TinyBERT student on the four small tasks,"
+        " one seed (42) otherwise.",
+        "",
+    ]
+
+
+def _teacher_table(teachers: dict[str, dict[str, Any]], tasks: list[str]) -> list[str]:
+    lines = [
+        "## Teachers",
+        "",
+        "| task | metric | teacher dev | BERT-base dev (published) | BERT-base test (TinyBERT paper) |"
+        " flag | train min |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for task in tasks:
+        if task not in teachers:
+            continue
+        m = teachers[task]
+        t = teacher_score(m, task)
+        low, high = BERT_BASE_DEV[task]
+        extra = f" (Pearson {100 * m['dev']['pearson']:.2f})" if task == "STS-B" else ""
+        flag = f"{low - t:.1f} below" if t < low - 3 else ""
+        lines.append(
+            f"| {task} | {METRIC[task]} | {t:.2f}{extra} | {low}-{high} | {PAPER_TEACHER[task]} | {flag} | "
+            f"{m['train_seconds'] / 60:.0f} |"
+        )
+    return [*lines, ""]
+
+
+def _student_table(
+    done: dict[Cell, dict[str, Any]],
+    teachers: dict[str, dict[str, Any]],
+    lat: dict[str, Any],
+    tasks: list[str],
+) -> list[str]:
+    lines = [
+        "## Students",
+        "",
+        "Scores x100 on the paper's metric; last / best = the last and the best dev evaluation of the"
+        " run's last stage (mean ± sd over seeds where there are several). Latency: batch 1, length 128,"
+        " median ms on this CPU, ratios teacher / student.",
+        "",
+        "| task | method | start | seeds | teacher | student last | student best | retention (last) |"
+        " TinyBERT4 paper (test) | params ratio | speed-up torch | speed-up ONNX int8 | train min |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    groups: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
+    for c, m in done.items():
+        if c.kind == "student":
+            groups.setdefault((c.task, c.recipe, c.start), []).append(m)
+    for (task, recipe, start), runs in sorted(
+        groups.items(), key=lambda kv: (tasks.index(kv[0][0]), kv[0][1:])
+    ):
+        if task not in teachers:
+            continue
+        t = teacher_score(teachers[task], task)
+        last = [student_scores(m, task)[0] for m in runs]
+        best = [student_scores(m, task)[1] for m in runs]
+        tl, sl = lat.get("teacher", {}), lat.get(f"student-{start}", {})
+        speed = [f"{tl[b] / sl[b]:.1f}x" if b in tl and b in sl else "-" for b in ("torch", "onnx-int8")]
+        minutes = statistics.mean(m["train_seconds"] for m in runs) / 60
+        lines.append(
+            f"| {task} | {recipe} | {start} | {len(runs)} | {t:.2f} | {_mean_sd(last)} | {_mean_sd(best)} | "
+            f"{100 * statistics.mean(last) / t:.1f}% | {PAPER_TINYBERT4[task]} | "
+            f"{teachers[task]['params'] / runs[0]['params']:.1f}x | {speed[0]} | {speed[1]} | {minutes:.0f} |"
+        )
+    return [*lines, ""]
+
+
+# ---------------------------------------------------------------------------------------- main
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--tier", choices=sorted(TIERS), default="cpu")
+    p.add_argument("--teacher", choices=sorted(TEACHERS), default="mpnet")
+    p.add_argument("--tasks", default=",".join(TASKS), help="Comma-separated subset of " + ",".join(TASKS))
+    p.add_argument("--data-dir", type=Path, default=GLUE)
+    p.add_argument("--output", type=Path, default=ROOT / "runs" / "glue-suite")
+    p.add_argument("--results", type=Path, default=ROOT / "docs" / "results.md")
+    p.add_argument(
+        "--general", default=None, help="General-distillation checkpoint: adds the 'general' start."
+    )
+    p.add_argument("--no-lrc", action="store_true", help="Skip the LRC-BERT cells.")
+    p.add_argument("--seeds", type=int, default=3, help="Seeds of the headline cell on the small tasks.")
+    p.add_argument("--only", default=None, help="Run only cells whose name contains this (e.g. teacher).")
+    p.add_argument("--stop-after", type=float, default=None, help="Start no new cell after N minutes.")
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--report-only", action="store_true")
+    p.add_argument("--dry-run", action="store_true", help="Print the cells' commands only.")
+    args = p.parse_args(argv)
+    args.tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
+    unknown = sorted(set(args.tasks) - set(TASKS))
+    if unknown:
+        p.error(f"unknown task(s) {', '.join(unknown)}; choose from {', '.join(TASKS)}")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    base = TIERS[args.tier]
+    tier = Tier(**{**base.__dict__, "seeds": tuple(42 + i for i in range(args.seeds))})
+    out = args.output / tier.name / args.teacher
+    cells = plan(tier, args.tasks, args.general, not args.no_lrc)
+    began = time.monotonic()
+    if not args.report_only:
+        if not args.data_dir.is_dir():
+            print(f"error: GLUE data not found at {args.data_dir} (--data-dir)", file=sys.stderr)
+            return 2
+        for cell in cells:
+            if args.only and args.only not in cell.name:
+                continue
+            cmd = command(cell, tier, args, out)
+            if args.dry_run:
+                print("tinydistill " + " ".join(cmd))
+                continue
+            if read_metrics(out / cell.name) is None and args.stop_after is not None:
+                if (time.monotonic() - began) / 60 > args.stop_after:
+                    print(f"--stop-after {args.stop_after} min reached; stopping before {cell.name}")
+                    break
+            run_cell(cell, cmd, out, args.threads)
+            write_results(cells, tier, args, out, measure=False)
+    if args.dry_run:
+        return 0
+    write_results(cells, tier, args, out, measure=True)
+    print(args.results.read_text().split("\n## Settings")[0])
+    return 0
+
+
+def write_results(cells: list[Cell], tier: Tier, args: argparse.Namespace, out: Path, measure: bool) -> None:
+    """Rewrite the results file; with ``measure`` first time the models not yet in latency.json."""
+    done = collect(cells, out)
+    models: dict[str, Path] = {}
+    for c in done:
+        models.setdefault("teacher" if c.kind == "teacher" else f"student-{c.start}", out / c.name)
+    lat_file = out / "latency.json"
+    lat = (
+        latency(models, out)
+        if measure and models
+        else (json.loads(lat_file.read_text()) if lat_file.is_file() else {})
+    )
+    args.results.parent.mkdir(parents=True, exist_ok=True)
+    args.results.write_text(report(cells, tier, args, out, lat))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
