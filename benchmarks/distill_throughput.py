@@ -1,23 +1,37 @@
-"""Task distillation speed, measured side by side in one run: the prediction stage with the teacher
-forward every step vs with the teacher's logits computed once (``--teacher-cache``), and the
-intermediate stage for reference.
+"""Task distillation speed, measured side by side in one run: both TinyBERT steps with and without
+each speed lever, and (``--original DIR``) the original TinyBERT ``task_distill.py`` on the same data.
 
 Setting (the speed issue's): a BERT-base-size teacher (12 layers, 768 hidden, the real 30,522-word
-vocabulary, random weights: speed does not depend on them) -> the TinyBERT4 student (4L-312), batch
-32, SST-2 train rows (``--rows``, from ``../shared/data/glue`` when present, else made-up sentences),
-the configurations alternated ``--repeats`` times. CPU-seconds per step are the fairer figure on a
-loaded machine.
+vocabulary, random weights: speed does not depend on them) -> a TinyBERT4 student (4L-312), batch
+32, max length 64, SST-2 train rows (from ``../shared/data/glue`` when present, else made-up
+sentences), the same losses (intermediate: embedding + hidden + attention MSE; prediction: soft
+cross-entropy), configurations alternated ``--repeats`` times.
 
-    PYTHONPATH=src python benchmarks/distill_throughput.py --rows 1281 --steps 10 --repeats 2
+Per-step cost is the difference of two runs of each configuration, one of ``--steps`` and one of
+twice as many optimizer steps, divided by ``--steps``: start-up (loading, tokenizing, the teacher-logit
+cache) cancels out and is shown separately ("one-off"). CPU-seconds (user + system, the process and
+its children) per step are the fairer figure on a loaded machine; wall seconds are printed too.
+
+The original code is never imported or copied: given a checkout of it (``--original``, the
+``TinyBERT`` folder of huawei-noah/Pretrained-Language-Model) and a Python that runs it
+(``--original-python``, with ``--original-path`` for extra packages it imports such as boto3), the
+script writes the teacher and student in its format (``pytorch_model.bin``, ``config.json``,
+``vocab.txt``) and runs it as a separate process.
+
+    PYTHONPATH=src python benchmarks/distill_throughput.py --steps 10 --repeats 2 \\
+        --original /work/original/TinyBERT --original-path /work/original/extra
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import resource
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -26,14 +40,16 @@ import torch
 from transformers import BertConfig, BertForSequenceClassification
 
 import tinydistill
-from tinydistill.models.load import load_tokenizer
+from tinydistill.models.load import PRESETS, load_tokenizer
 
 GLUE = Path(__file__).resolve().parents[2] / "shared" / "data" / "glue"
+BATCH, LENGTH = 32, 64
 
 
 def cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
+    """User + system CPU seconds of this process and its finished children."""
+    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
 
 
 def sst2_rows(n: int, out: Path) -> Path:
@@ -54,73 +70,117 @@ def sst2_rows(n: int, out: Path) -> Path:
     return out
 
 
-def teacher_dir(out: Path) -> Path:
-    """A random 12L-768 BERT classifier with the bert-base-uncased vocabulary (all-MiniLM-L6-v2's)."""
+def save_model(config: BertConfig, out: Path, seed: int) -> Path:
+    """A random BERT classifier in both formats: HF (safetensors) and the original code's (.bin)."""
     tokenizer = load_tokenizer("all-MiniLM-L6-v2")
-    torch.manual_seed(0)
-    config = BertConfig(vocab_size=len(tokenizer), num_labels=2)
-    BertForSequenceClassification(config).save_pretrained(out)
+    torch.manual_seed(seed)
+    model = BertForSequenceClassification(config)
+    model.save_pretrained(out)
     tokenizer.save_pretrained(out)
+    torch.save(model.state_dict(), out / "pytorch_model.bin")
+    vocab = sorted(tokenizer.get_vocab().items(), key=lambda kv: kv[1])
+    (out / "vocab.txt").write_text("".join(token + "\n" for token, _ in vocab))
     return out
 
 
-def run(glue: Path, teacher: Path, out: Path, stage: str, cache: bool, steps: int) -> dict:
+def ours(glue: Path, teacher: Path, out: Path, stage: str, precision: str, cache: bool, steps: int) -> dict:
     began, cpu = time.perf_counter(), cpu_seconds()
-    metrics = tinydistill.distill(
+    tinydistill.distill(
         task="SST-2", data_dir=str(glue), teacher=str(teacher), student="tinybert-4l-312", start="random",
-        output=str(out), stage=stage, max_steps=steps, batch_size=32, max_seq_length=64,
-        teacher_cache=cache, logger="none", max_eval_samples=64, overwrite=True,
+        output=str(out), stage=stage, max_steps=steps, batch_size=BATCH, max_seq_length=LENGTH,
+        teacher_cache=cache, mixed_precision=precision, logger="none", max_eval_samples=64, overwrite=True,
     )  # fmt: skip
-    record = metrics["stages"][stage]
-    return {
-        "stage": stage,
-        "teacher_cache": record["teacher_cache"],
-        "steps": record["steps"],
-        "loop_s_per_step": record["seconds"] / record["steps"],
-        "wall_s": time.perf_counter() - began,
-        "cpu_s": cpu_seconds() - cpu,
-    }
+    return {"cpu": cpu_seconds() - cpu, "wall": time.perf_counter() - began}
+
+
+def original(
+    args: argparse.Namespace, glue: Path, teacher: Path, student: Path, out: Path, stage: str
+) -> dict:
+    """One run of the original task_distill.py (1 epoch over the rows of ``glue``) as a child process."""
+    cmd = [
+        args.original_python, str(Path(args.original) / "task_distill.py"), "--teacher_model", str(teacher),
+        "--student_model", str(student), "--data_dir", str(glue / "SST-2"), "--task_name", "sst-2",
+        "--output_dir", str(out), "--max_seq_length", str(LENGTH), "--train_batch_size", str(BATCH),
+        "--num_train_epochs", "1", "--do_lower_case", "--no_cuda", "--eval_step", "1000000000",
+    ] + (["--pred_distill"] if stage == "prediction" else [])  # fmt: skip
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [args.original, args.original_path])))
+    began, cpu = time.perf_counter(), cpu_seconds()
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=out.parent)
+    if done.returncode != 0:
+        sys.exit(f"the original code failed ({stage}): {done.stderr.strip().splitlines()[-1:]}")
+    return {"cpu": cpu_seconds() - cpu, "wall": time.perf_counter() - began}
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--rows", type=int, default=1281)
-    p.add_argument("--steps", type=int, default=10)
+    p.add_argument("--steps", type=int, default=10, help="Steps of the short run (the long one: twice).")
     p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--original", default=None, help="Checkout of the original TinyBERT folder.")
+    p.add_argument("--original-python", default=sys.executable)
+    p.add_argument("--original-path", default=None, help="Extra PYTHONPATH entries for the original code.")
     p.add_argument("--json", default=None)
     args = p.parse_args()
     torch.set_num_threads(args.threads)
+    os.environ.update(OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads))
     tmp = Path(tempfile.mkdtemp(prefix="distill-bench-"))
-    glue, teacher = sst2_rows(args.rows, tmp / "glue"), teacher_dir(tmp / "teacher")
-    configs = [("prediction", False), ("prediction", True), ("intermediate", False)]
-    results: dict[tuple, list[dict]] = {c: [] for c in configs}
+    n = {k: BATCH * k * args.steps for k in (1, 2)}  # the original runs whole epochs: rows = steps x batch
+    glue = {k: sst2_rows(rows, tmp / f"glue{k}") for k, rows in n.items()}
+    vocab = len(load_tokenizer("all-MiniLM-L6-v2"))
+    teacher = save_model(BertConfig(vocab_size=vocab, num_labels=2), tmp / "teacher", 0)
+    student = save_model(
+        BertConfig(vocab_size=vocab, num_labels=2, **PRESETS["tinybert-4l-312"]), tmp / "st", 1
+    )
+    configs = [  # (name, stage, runner)
+        ("tinydistill fp32", "intermediate", ("no", False)),
+        ("tinydistill bf16", "intermediate", ("bf16", False)),
+        ("tinydistill fp32, teacher every step", "prediction", ("no", False)),
+        ("tinydistill bf16, teacher every step", "prediction", ("bf16", False)),
+        ("tinydistill bf16 + teacher-logit cache (default)", "prediction", ("bf16", True)),
+    ]
+    if args.original:
+        configs += [("original task_distill.py (fp32)", s, None) for s in ("intermediate", "prediction")]
+    runs: dict[tuple[str, str], list[dict]] = {c[:2]: [] for c in configs}
     for _ in range(args.repeats):  # alternated
-        for stage, cache in configs:
-            results[(stage, cache)].append(run(glue, teacher, tmp / "out", stage, cache, args.steps))
-    rows = []
-    for (stage, cache), runs in results.items():
-        rows.append({
-            "stage": stage, "teacher_cache": cache, "steps": args.steps,
-            "loop_s_per_step": statistics.median(r["loop_s_per_step"] for r in runs),
-            "cpu_s_per_run": statistics.median(r["cpu_s"] for r in runs),
-            "wall_s_per_run": statistics.median(r["wall_s"] for r in runs),
-        })  # fmt: skip
-    base = next(r for r in rows if r["stage"] == "prediction" and not r["teacher_cache"])
-    print(f"rows {args.rows}, batch 32, len <= 64, {args.threads} threads, median of {args.repeats}")
-    print("| stage | teacher cache | loop s/step | speed-up per step | wall s (incl. cache) |")
-    print("|---|---|---|---|---|")
+        for name, stage, how in configs:
+            pair = {}
+            for k in (1, 2):
+                if how is None:
+                    pair[k] = original(args, glue[k], teacher, student, tmp / f"orig-{stage}-{k}", stage)
+                else:
+                    pair[k] = ours(glue[2], teacher, tmp / "out", stage, *how, steps=k * args.steps)
+            runs[(name, stage)].append({
+                "cpu": (pair[2]["cpu"] - pair[1]["cpu"]) / args.steps,
+                "wall": (pair[2]["wall"] - pair[1]["wall"]) / args.steps,
+                "one_off_cpu": pair[1]["cpu"] - (pair[2]["cpu"] - pair[1]["cpu"]),
+            })  # fmt: skip
+            print(f"  {stage:<12} {name}: {runs[(name, stage)][-1]['cpu']:.2f} CPU-s/step", flush=True)
+    rows = [
+        {"config": name, "stage": stage, **{k: statistics.median(r[k] for r in rs) for k in rs[0]}}
+        for (name, stage), rs in runs.items()
+    ]
+    load = os.getloadavg()[0]
+    print(f"\nbatch {BATCH}, length <= {LENGTH}, {args.threads} threads, {n[1]}/{n[2]}-row runs, median of "
+          f"{args.repeats}, load average {load:.1f} at the end")  # fmt: skip
+    print("| stage | configuration | CPU-s / step | wall s / step | one-off CPU-s | vs original (CPU-s) |")
+    print("|---|---|---|---|---|---|")
+    ref = {r["stage"]: r["cpu"] for r in rows if r["config"].startswith("original")}
     for r in rows:
-        ratio = base["loop_s_per_step"] / r["loop_s_per_step"] if r["stage"] == "prediction" else None
-        shown = f"{ratio:.1f}x" if ratio else "-"
+        ratio = f"{ref[r['stage']] / r['cpu']:.1f}x" if r["stage"] in ref else "-"
         cells = [
             r["stage"],
-            r["teacher_cache"],
-            f"{r['loop_s_per_step']:.3f}",
-            shown,
-            f"{r['wall_s_per_run']:.1f}",
+            r["config"],
+            f"{r['cpu']:.2f}",
+            f"{r['wall']:.2f}",
+            f"{r['one_off_cpu']:.1f}",
+            ratio,
         ]
-        print("| " + " | ".join(map(str, cells)) + " |")
+        print("| " + " | ".join(cells) + " |")
+    if ref:  # ours with its defaults (bf16 where native, the logit cache) against the original
+        fast = ("bf16", "(default)")
+        best = {s: min(r["cpu"] for r in rows if r["stage"] == s and r["config"].endswith(fast)) for s in ref}
+        n_int, n_pred = (ref[s] / best[s] for s in ("intermediate", "prediction"))
+        print(f"\ndistill vs original TinyBERT code: intermediate {n_int:.1f}x, prediction {n_pred:.1f}x")
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2))
 

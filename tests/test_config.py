@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
 from accelerate import Accelerator
+from accelerate.state import AcceleratorState
 from torch import nn
 
 from tinydistill.config import DistillConfig, FinetuneConfig, build, load_yaml, save
 from tinydistill.data import Batches
 from tinydistill.errors import TinyDistillError
+from tinydistill.training import loop
 from tinydistill.training.loop import plan_steps, train
 
 
@@ -193,7 +196,30 @@ def test_plan_steps(n_batches: int, epochs: float, max_steps: int | None, expect
 
 @pytest.fixture
 def accelerator() -> Accelerator:
-    return Accelerator(cpu=True)
+    AcceleratorState._reset_state()  # an earlier run in this process may have chosen bf16
+    return Accelerator(cpu=True, mixed_precision="no")
+
+
+def test_precision_given_then_launcher_then_bf16_where_native(monkeypatch) -> None:
+    monkeypatch.delenv("ACCELERATE_MIXED_PRECISION", raising=False)
+    monkeypatch.setattr(loop, "native_bf16", lambda device: device == "cpu")
+    assert loop.resolve_precision(None, "cpu") == "bf16"
+    assert loop.resolve_precision("no", "cpu") == "no"
+    monkeypatch.setattr(loop, "native_bf16", lambda device: False)
+    assert loop.resolve_precision(None, "cpu") == "no"
+    monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "fp16")  # accelerate launch --mixed_precision fp16
+    assert loop.resolve_precision(None, "cuda") == "fp16"
+    assert loop.resolve_precision("bf16", "cuda") == "bf16"
+
+
+def test_runs_in_one_process_each_get_their_precision(tmp_path, monkeypatch) -> None:
+    """The Python API runs one run after another in a process: the second run's precision is its own,
+    not the first one's (accelerate keeps one process-wide state)."""
+    monkeypatch.delenv("ACCELERATE_MIXED_PRECISION", raising=False)
+    cfg = SimpleNamespace(mixed_precision="bf16", logger="none")
+    assert loop.make_accelerator(cfg, tmp_path, cpu=True).mixed_precision == "bf16"
+    cfg.mixed_precision = "no"
+    assert loop.make_accelerator(cfg, tmp_path, cpu=True).mixed_precision == "no"
 
 
 def tiny_setup():

@@ -120,7 +120,9 @@ class TrainOptions(Checked):
     max_grad_norm: float = opt(1.0, "Gradient clipping norm.")
     logging_steps: int = opt(20, "Log the losses every N steps.")
     seed: int = opt(42, "Seed of the data order, subsets and new weights.")
-    mixed_precision: str | None = opt(None, "no | bf16 | fp16 [bf16 on GPUs that have it].")
+    mixed_precision: str | None = opt(
+        None, "no | bf16 | fp16 [bf16 where native: bf16 GPUs, CPUs with AVX512-BF16 or AMX]."
+    )
     optimizer: str = opt("adamw", f"Optimizer: {' | '.join(OPTIMIZERS)}.")
     scheduler: str = opt("linear", f"LR schedule after warm-up: {' | '.join(SCHEDULERS)}.")
     logger: str = opt("tensorboard", f"Metric logger (under OUTPUT/logs): {' | '.join(LOGGERS)}.")
