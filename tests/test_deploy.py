@@ -256,11 +256,33 @@ def test_predict_labels_and_probabilities(trained, tmp_path, fmt, which):
     assert info["backend"] == which and info["text_columns"] == ["sentence"] and info["rows"] == len(rows)
     got = _read_output(out)
     assert [str(g["sentence"]) for g in got] == [r["sentence"] for r in rows]  # input order kept
+    names = ["negative", "positive"]  # SST-2's 0 and 1
     for g in got:
-        assert g["prediction"] in ("0", "1")
-        assert float(g["prob_0"]) + float(g["prob_1"]) == pytest.approx(1.0, abs=1e-5)
-    correct = sum(g["prediction"] == str(r["label"]) for g, r in zip(got, rows, strict=True))
+        assert g["prediction"] in names
+        assert float(g["prob_negative"]) + float(g["prob_positive"]) == pytest.approx(1.0, abs=1e-5)
+    correct = sum(g["prediction"] == names[int(r["label"])] for g, r in zip(got, rows, strict=True))
     assert correct / len(rows) >= 0.9
+
+
+def test_saved_models_carry_label_names(trained, tmp_path):
+    """config.json of every saved model names the classes, so a plain HF pipeline answers with names."""
+    from transformers import pipeline
+
+    pruned = tmp_path / "pruned"
+    shape = tmp_path / "shape.json"
+    shape.write_text(json.dumps({"num_hidden_layers": 1, "intermediate_size": 32}))
+    tinydistill.prune(teacher=str(trained.teacher), output=str(pruned), shape=str(shape), task="sst2",
+                      data_dir=str(trained.glue), calibration_samples=8)  # fmt: skip
+    names = {"0": "negative", "1": "positive"}
+    for model in (trained.teacher, trained.student, pruned, trained.export):
+        config = json.loads((model / "config.json").read_text())
+        assert config["id2label"] == names and config["label2id"] == {"negative": 0, "positive": 1}, model
+    for model in (trained.teacher, trained.student, pruned):
+        clf = pipeline("text-classification", model=str(model), device="cpu")
+        got = [g["label"] for g in clf(["the movie was good", "the plot was awful"])]
+        assert set(got) <= {"negative", "positive"}, (model, got)
+        if model == trained.teacher:  # a trained model: the names are the right ones
+            assert got == ["positive", "negative"]
 
 
 def test_predict_sentence_pairs_from_an_onnx_file(trained, tmp_path):

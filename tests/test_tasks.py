@@ -107,7 +107,9 @@ def test_glue_specs() -> None:
 
 def test_custom_task() -> None:
     cls = custom_task(["neg", "neu", "pos"], text_b=False)
-    assert cls.metrics == ("accuracy", "f1") and cls.primary_metric == "accuracy" and cls.num_labels == 3
+    assert cls.metrics == ("accuracy", "f1_macro") and cls.primary_metric == "accuracy"
+    assert cls.num_labels == 3
+    assert custom_task(["no", "yes"], text_b=False).metrics == ("accuracy", "f1")
     assert (cls.epochs, cls.learning_rate, cls.max_seq_length, cls.batch_size) == (3, 2e-5, 128, 32)
     reg = custom_task(None, text_b=True, text_columns=("q", "d"))
     assert reg.is_regression and reg.primary_metric == "spearman"
@@ -332,7 +334,8 @@ def test_classification_metrics() -> None:
     assert all(type(v) is float for v in out.values())
     # Macro F1 over 3 classes: class0 1.0, class1 0.0, class2 0.5.
     spec3 = custom_task(["a", "b", "c"], text_b=False)
-    assert compute_metrics(spec3, [0, 2, 2, 1], [0, 1, 2, 2]) == {"accuracy": 0.5, "f1": pytest.approx(0.5)}
+    got = compute_metrics(spec3, [0, 2, 2, 1], [0, 1, 2, 2])
+    assert got == {"accuracy": 0.5, "f1_macro": pytest.approx(0.5)}
     # Logits are arg-maxed.
     assert compute_metrics(get_task("sst2"), [[0.1, 0.9], [2.0, -1.0]], [1, 1]) == {"accuracy": 0.5}
 
@@ -382,3 +385,41 @@ def test_real_glue_label_distributions() -> None:
     assert counts["RTE"] == {0: 146, 1: 131}  # 0 = entailment
     scores = [ex.label for ex in read_glue_split(get_task("stsb"), SHARED_GLUE, "dev")]
     assert min(scores) == 0.0 and max(scores) == 5.0
+
+
+def test_f1_names_say_what_they_are() -> None:
+    # Binary: the F1 of class 1 ("pos"). TP=2 FP=1 FN=1: F1 = 2*2 / (2*2 + 1 + 1) = 2/3.
+    binary = custom_task(["neg", "pos"], text_b=False)
+    assert compute_metrics(binary, [1, 0, 0, 1, 1], [1, 1, 0, 0, 1]) == {
+        "accuracy": pytest.approx(3 / 5),
+        "f1": pytest.approx(2 / 3),
+    }
+    # 4 classes, class 3 absent from the gold labels (but predicted once): the macro F1 is over the
+    # classes present. class0 P=1 R=1/2 -> 2/3; class1 P=2/3 R=1 -> 4/5; class2 -> 0.
+    spec4 = custom_task(["a", "b", "c", "d"], text_b=False)
+    y, p = [0, 0, 1, 1, 2], [0, 3, 1, 1, 1]
+    out = compute_metrics(spec4, p, y)
+    assert out == {"accuracy": pytest.approx(3 / 5), "f1_macro": pytest.approx((2 / 3 + 4 / 5 + 0) / 3)}
+    from sklearn.metrics import f1_score
+
+    assert out["f1_macro"] == pytest.approx(f1_score(y, p, labels=[0, 1, 2], average="macro"))
+    assert out["f1_macro"] != pytest.approx(f1_score(y, p, average="macro"))  # 4 classes: 0.367
+    # GLUE keeps its official keys
+    assert compute_metrics(get_task("mrpc"), [1, 0], [1, 1]).keys() == {"f1", "accuracy"}
+
+
+def test_glue_label_names() -> None:
+    names = {name: spec.class_names for name, spec in GLUE_TASKS.items()}
+    assert names == {
+        "CoLA": ("unacceptable", "acceptable"),
+        "SST-2": ("negative", "positive"),
+        "MRPC": ("not_equivalent", "equivalent"),
+        "STS-B": None,
+        "QQP": ("not_duplicate", "duplicate"),
+        "MNLI": ("entailment", "neutral", "contradiction"),
+        "QNLI": ("entailment", "not_entailment"),
+        "RTE": ("entailment", "not_entailment"),
+        "WNLI": ("not_entailment", "entailment"),  # WNLI's files say 1 for entailment
+    }
+    assert get_task("sst2").labels == ("0", "1")  # the files' values stay what they are
+    assert custom_task(["neg", "pos"], text_b=False).class_names == ("neg", "pos")

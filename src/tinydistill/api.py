@@ -30,6 +30,7 @@ from tinydistill.models.load import (
     load_classifier,
     load_tokenizer,
     model_name,
+    name_labels,
     refuse_new_head,
     resolve_model_path,
     save_model,
@@ -62,6 +63,7 @@ def finetune(
     tokenizer = tokenizer or load_tokenizer(cfg.model)
     set_seed(cfg.seed)  # before the new head is initialised: same seed, same weights
     model = model if model is not None else load_classifier(cfg.model, data.spec)
+    name_labels(model, data.spec)
     cfg = R.resolve(cfg, data, R.position_limit(model, tokenizer=tokenizer))
     train_set = EncodedDataset(
         subsample(data.train, cfg.max_train_samples, cfg.seed), tokenizer, cfg.max_seq_length, data.spec

@@ -117,7 +117,7 @@ def as_examples(rows: Iterable[Any], spec: TaskSpec) -> list[Example]:
 
     A row is an :class:`Example`, a tuple ``(text, label)`` / ``(text_a, text_b, label)``, or a mapping
     with ``text``/``text_a``/``sentence``/``sentence1`` (+ ``text_b``/``sentence2``) and ``label``.
-    Labels are class indices, the task's label names, or floats for regression.
+    Labels are class indices, the task's labels (as in its files, or their names), or floats for regression.
     """
     out = []
     for i, row in enumerate(rows):
@@ -153,6 +153,8 @@ def _label(label: Any, spec: TaskSpec, i: int) -> int | float | None:
         return float(label)
     if isinstance(label, str) and label in spec.labels:
         return spec.labels.index(label)
+    if isinstance(label, str) and spec.label_names and label in spec.label_names:
+        return spec.label_names.index(label)  # SST-2's "positive" as well as its "1"
     if isinstance(label, int) and not isinstance(label, bool) and 0 <= label < len(spec.labels):
         return label
     raise TinyDistillError(f"row {i}: label {label!r} is not one of {list(spec.labels)} (or their indices)")
