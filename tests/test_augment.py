@@ -80,6 +80,36 @@ def test_split_words_and_eligibility():
     assert match_case("great", "Good") == "Great" and match_case("great", "GOOD") == "GREAT"
 
 
+def test_stopwords_are_nltks_english_list(tmp_path):
+    """NLTK 3.8's stopwords.words("english"): 179 words, typed in as data."""
+    assert len(stopwords.NLTK_ENGLISH) == len(stopwords.STOPWORDS) == 179
+    assert (
+        stopwords.NLTK_ENGLISH[:4] == ("i", "me", "my", "myself") and stopwords.NLTK_ENGLISH[-1] == "wouldn't"
+    )
+    for word in ("further", "Further", "again", "own", "ma", "mightn"):
+        assert not stopwords.eligible(word)
+    for word in ("also", "many", "would", "one", "towards", "upon"):  # not in NLTK's list
+        assert stopwords.eligible(word)
+    nltk = pytest.importorskip("nltk.corpus", reason="nltk is not installed: compared by the list above")
+    try:
+        assert stopwords.NLTK_ENGLISH == tuple(nltk.stopwords.words("english"))
+    except LookupError:
+        pytest.skip("nltk's stopwords corpus is not downloaded")
+
+
+def test_stopwords_file(tmp_path):
+    path = tmp_path / "de.txt"
+    path.write_text("# German\nder die das\nUnd\n\n")
+    words = stopwords.load_stopwords(path)
+    assert words == {"der", "die", "das", "und"}
+    assert not stopwords.eligible("Die", words) and stopwords.eligible("the", words)
+    (tmp_path / "empty.txt").write_text("# nothing\n")
+    with pytest.raises(TinyDistillError, match="no stop words"):
+        stopwords.load_stopwords(tmp_path / "empty.txt")
+    with pytest.raises(TinyDistillError, match="stop-word file not found"):
+        stopwords.load_stopwords(tmp_path / "none.txt")
+
+
 # --------------------------------------------------------------------------- MLM candidates
 
 

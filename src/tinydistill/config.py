@@ -474,6 +474,9 @@ class AugmentConfig(Checked):
     n_aug: int = opt(20, "Draws per sentence (N_a).")
     candidates: int = opt(15, "Candidates per word (K).")
     p: float = opt(0.4, "Replacement probability per word (p_t).")
+    stopwords: str | None = opt(
+        None, "File of stop words (never replaced), one per line [NLTK's English list]."
+    )
     seed: int = opt(42, "Seed of the draws.")
     max_train_samples: int | None = opt(None, "Use a seeded random subset of the train rows.")
     shard: str | None = opt(None, "i/n: augment the i-th of n slices (multi-process runs).")

@@ -20,7 +20,7 @@ from pathlib import Path
 from tinydistill.augmentation.masked_lm import load_masked_lm
 from tinydistill.augmentation.mlm_candidates import MLMCandidates
 from tinydistill.augmentation.sampler import example_rng, match_case, sample_variants, split_words
-from tinydistill.augmentation.stopwords import eligible
+from tinydistill.augmentation.stopwords import STOPWORDS, eligible, load_stopwords
 from tinydistill.augmentation.word_vectors import WordVectors
 from tinydistill.config import AugmentConfig
 from tinydistill.data import subsample
@@ -40,6 +40,7 @@ class Augmenter:
     n_aug: int = 20
     p: float = 0.4
     seed: int = 42
+    stopwords: frozenset[str] = STOPWORDS
     cache: dict[str, tuple[list[str], dict[int, list[str]]]] = field(default_factory=dict)
     vector_queries: int = 0
 
@@ -57,7 +58,7 @@ class Augmenter:
             positions, owner = [], {}
             for i, w in enumerate(ws):
                 pieces = enc.pieces.get(i, [])
-                if not eligible(w) or not pieces:
+                if not eligible(w, self.stopwords) or not pieces:
                     continue
                 if len(pieces) == 1:
                     positions.append(pieces[0])
@@ -141,8 +142,9 @@ def augment_task(cfg: AugmentConfig) -> dict:
     spec = task_spec(cfg.task, cfg.train_file, cfg.text_columns, cfg.label_column)
     examples = subsample(_train_examples(cfg, spec), cfg.max_train_samples, cfg.seed)
     lo, hi = _shard_range(len(examples), shard)
+    stopwords = load_stopwords(cfg.stopwords) if cfg.stopwords else STOPWORDS
     mlm, vectors = _candidate_sources(cfg)
-    aug = Augmenter(mlm, vectors, n_aug=cfg.n_aug, p=cfg.p, seed=cfg.seed)
+    aug = Augmenter(mlm, vectors, n_aug=cfg.n_aug, p=cfg.p, seed=cfg.seed, stopwords=stopwords)
     start = time.time()
     rows = _augmented_rows(aug, examples, lo, hi)
     seconds = time.time() - start
