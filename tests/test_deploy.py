@@ -264,6 +264,31 @@ def test_predict_labels_and_probabilities(trained, tmp_path, fmt, which):
     assert correct / len(rows) >= 0.9
 
 
+def test_predict_without_a_header(trained, tmp_path):
+    """--no-header names columns by position; a headerless file is never read with its first row eaten."""
+    texts = ["the movie was good", 'a "great"\tfilm', "awful and dull\nplot", "the story was bad"]
+    src = tmp_path / "plain.tsv"
+    with open(src, "w", newline="") as f:
+        csv.writer(f, delimiter="\t").writerows([[i % 2, t] for i, t in enumerate(texts)])
+    out = tmp_path / "o.tsv"
+    args = ["predict", "--model", str(trained.teacher), "--input", str(src), "--output", str(out)]
+    res = CliRunner().invoke(app, [*args, "--no-header", "--text-columns", "1"])
+    assert res.exit_code == 0, res.output
+    assert res.stderr == f"predict: 4 rows read from {src} (0 skipped)\n"
+    got = _read_output(out)
+    assert [g["1"] for g in got] == texts and [g["0"] for g in got] == ["0", "1", "0", "1"]
+    assert [g["prediction"] for g in got] == ["positive", "positive", "negative", "negative"]
+    # without --text-columns the longest column is the text
+    assert predict_file(str(trained.teacher), src, out, header=False)["text_columns"] == ["1"]
+    # without --no-header, a first row that is data is refused rather than taken for the header
+    refused = CliRunner().invoke(app, args)
+    assert refused.exit_code == 2 and "looks like data, not a header: pass --no-header" in refused.stderr
+    semi = tmp_path / "semi.csv"
+    semi.write_text("sentence;label\nthe movie was good;1\n")
+    info = predict_file(str(trained.teacher), semi, tmp_path / "s.jsonl", delimiter=";")
+    assert info["rows"] == 1 and _read_output(tmp_path / "s.jsonl")[0]["prediction"] == "positive"
+
+
 def test_saved_models_carry_label_names(trained, tmp_path):
     """config.json of every saved model names the classes, so a plain HF pipeline answers with names."""
     from transformers import pipeline

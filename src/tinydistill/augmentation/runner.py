@@ -27,6 +27,7 @@ from tinydistill.data import subsample
 from tinydistill.errors import TinyDistillError
 from tinydistill.tasks import Example, TaskSpec, get_task, load_split, read_table, read_tsv_file, write_tsv
 from tinydistill.tasks.resolve import custom_spec, read_train_file
+from tinydistill.tasks.rows import report_rows
 
 __all__ = ["AugmentConfig", "Augmenter", "augment_task", "merge_shards", "parse_shard", "task_spec"]
 
@@ -118,28 +119,40 @@ def parse_shard(value: str | None) -> tuple[int, int] | None:
 
 
 def task_spec(
-    task: str, train_file: str | None, text_columns: list[str] | None, label_column: str = "label"
+    task: str,
+    train_file: str | None,
+    text_columns: list[str] | None,
+    label_column: str = "label",
+    *,
+    header: bool = True,
+    delimiter: str | None = None,
 ) -> TaskSpec:
     if task.lower() == "custom":
-        return custom_spec(train_file, text_columns, label_column)
+        return custom_spec(train_file, text_columns, label_column, header=header, delimiter=delimiter)
     return get_task(task)
 
 
 def _train_examples(cfg: AugmentConfig, spec: TaskSpec) -> list[Example]:
+    table = dict(header=cfg.header, delimiter=cfg.delimiter)
     if cfg.task.lower() == "custom":
-        return read_table(Path(cfg.train_file or ""), cfg.text_columns or ["text"], cfg.label_column, spec)
-    if cfg.train_file:
-        return read_train_file(spec, cfg.train_file, cfg.text_columns, cfg.label_column)
-    if cfg.data_dir is not None and not Path(cfg.data_dir).is_dir():
-        raise TinyDistillError(f"data dir not found: {cfg.data_dir}")
-    return load_split(spec, cfg.data_dir, "train")
+        path = Path(cfg.train_file or "")
+        rows = read_table(path, cfg.text_columns or ["text"], cfg.label_column, spec, **table)
+    elif cfg.train_file:
+        rows = read_train_file(spec, cfg.train_file, cfg.text_columns, cfg.label_column, **table)
+    else:
+        if cfg.data_dir is not None and not Path(cfg.data_dir).is_dir():
+            raise TinyDistillError(f"data dir not found: {cfg.data_dir}")
+        rows = load_split(spec, cfg.data_dir, "train")
+    report_rows("train", rows)
+    return rows
 
 
 def augment_task(cfg: AugmentConfig) -> dict:
     """Write the augmented train file of ``cfg.task`` to ``cfg.output``; returns counts and timings."""
     cfg.check()
     shard = parse_shard(cfg.shard)
-    spec = task_spec(cfg.task, cfg.train_file, cfg.text_columns, cfg.label_column)
+    table = dict(header=cfg.header, delimiter=cfg.delimiter)
+    spec = task_spec(cfg.task, cfg.train_file, cfg.text_columns, cfg.label_column, **table)
     examples = subsample(_train_examples(cfg, spec), cfg.max_train_samples, cfg.seed)
     lo, hi = _shard_range(len(examples), shard)
     stopwords = load_stopwords(cfg.stopwords) if cfg.stopwords else STOPWORDS
@@ -215,18 +228,21 @@ def merge_shards(
     train_file: str | None = None,
     text_columns: list[str] | None = None,
     label_column: str = "label",
+    *,
+    header: bool = True,
+    delimiter: str | None = None,
 ) -> dict:
     """Concatenate shard files (in the given order) into one train file of the task's format."""
     if not inputs:
         raise TinyDistillError("--merge needs at least one shard file")
     if Path(output).suffix.lower() != ".tsv":
         raise TinyDistillError(f"--output must be a .tsv file, got {output}")
-    spec = task_spec(task, train_file or inputs[0], text_columns, label_column)
+    table = dict(header=header, delimiter=delimiter if train_file else None)
+    spec = task_spec(task, train_file or inputs[0], text_columns, label_column, **table)
     rows: list[Example] = []
-    for path in inputs:
-        if spec.hf_name is None:
-            rows += read_table(Path(path), list(spec.columns[:-1]), spec.columns[-1], spec)
-        else:
-            rows += read_tsv_file(spec, path)
+    for i, path in enumerate(inputs):
+        shard = read_tsv_file(spec, path)
+        report_rows(f"shard {i}", shard)
+        rows += shard
     write_tsv(spec, rows, output)
     return {"output": output, "task": spec.name, "shards": len(inputs), "rows": len(rows)}

@@ -223,6 +223,7 @@ def custom_task(
     text_columns: Sequence[str] = ("text_a", "text_b"),
     label_column: str = "label",
     *,
+    header: bool = True,
     epochs: float = 3.0,
     learning_rate: float = 2e-5,
     max_seq_length: int = 128,
@@ -231,14 +232,16 @@ def custom_task(
     """Build a spec for a user dataset; ``labels=None`` makes it a regression task.
 
     Its TSV layout (used by ``write_tsv``/``read_tsv_file``) is ``text_a [text_b] label`` with a header
-    row named after ``text_columns`` and ``label_column``.
+    row named after ``text_columns`` and ``label_column``; with ``header=False`` the columns are
+    positions (``"1"``, ``"0"``) and the layout puts each at its position, without a header row.
+    Binary tasks report the F1 of their second class (``f1``), larger ones the macro F1 (``f1_macro``).
     """
     n_text = 2 if text_b else 1
     if len(text_columns) < n_text:
         raise TinyDistillError(
             f"custom task {name!r} needs {n_text} text column names, got {len(text_columns)}"
         )
-    text_names = tuple(str(c) for c in text_columns[:n_text])
+    text_names = tuple(str(c).strip() for c in text_columns[:n_text])
     if labels is not None:
         label_tuple = tuple(str(label).strip() for label in labels)
         if len(set(label_tuple)) != len(label_tuple):
@@ -252,6 +255,13 @@ def custom_task(
         label_tuple = None
         metrics = ("pearson", "spearman")
         primary = "spearman"
+    used = (*text_names, str(label_column).strip())
+    if header:
+        positions = list(range(len(used)))
+        columns = used
+    else:
+        positions = _positions(used)
+        columns = tuple(str(i) for i in range(max(positions) + 1))
     return TaskSpec(
         name=name,
         hf_name=None,
@@ -259,16 +269,30 @@ def custom_task(
         metrics=metrics,
         primary_metric=primary,
         dev_splits=("dev",),
-        text_a_col=0,
-        text_b_col=1 if text_b else None,
-        label_col=n_text,
-        has_header=True,
-        n_cols=n_text + 1,
+        text_a_col=positions[0],
+        text_b_col=positions[1] if text_b else None,
+        label_col=positions[-1],
+        has_header=header,
+        n_cols=len(columns),
         epochs=epochs,
         learning_rate=learning_rate,
         max_seq_length=max_seq_length,
         batch_size=batch_size,
         hf_text_a=text_names[0],
         hf_text_b=text_names[1] if text_b else None,
-        columns=(*text_names, label_column),
+        columns=columns,
     )
+
+
+def _positions(columns: Sequence[str]) -> list[int]:
+    """Column positions of a file without a header (``--text-columns 1 --label-column 0``)."""
+    bad = [c for c in columns if not c.isdigit()]
+    if bad:
+        raise TinyDistillError(
+            f"without a header, columns are given by position (0, 1, ...): got {', '.join(map(repr, bad))} "
+            "(e.g. --text-columns 1 --label-column 0)"
+        )
+    positions = [int(c) for c in columns]
+    if len(set(positions)) != len(positions):
+        raise TinyDistillError(f"a column is used twice: {', '.join(columns)}")
+    return positions
