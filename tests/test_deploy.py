@@ -289,6 +289,25 @@ def test_predict_without_a_header(trained, tmp_path):
     assert info["rows"] == 1 and _read_output(tmp_path / "s.jsonl")[0]["prediction"] == "positive"
 
 
+def test_progress_bar_on_a_terminal_only(monkeypatch):
+    import io
+
+    from tinydistill.progress import MIN_STEPS, progress
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    for stream, total, shown in (
+        (Terminal(), 20, True),
+        (Terminal(), MIN_STEPS - 1, False),
+        (io.StringIO(), 20, False),
+    ):
+        monkeypatch.setattr("sys.stderr", stream)
+        assert list(progress(range(total), total, "predict")) == list(range(total))
+        assert ("predict" in stream.getvalue()) == shown, (type(stream), total)
+
+
 def test_saved_models_carry_label_names(trained, tmp_path):
     """config.json of every saved model names the classes, so a plain HF pipeline answers with names."""
     from transformers import pipeline

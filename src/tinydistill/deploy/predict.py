@@ -20,6 +20,7 @@ from tinydistill.deploy.runners import load_runner
 from tinydistill.deploy.runtime import Runner, encode, softmax
 from tinydistill.errors import TinyDistillError
 from tinydistill.models.load import refuse_new_head
+from tinydistill.progress import progress
 from tinydistill.tasks import compute_metrics
 from tinydistill.tasks.rows import Rows, report_rows
 from tinydistill.tasks.table import Table, read_table_file
@@ -138,7 +139,8 @@ def predict_logits(
     max_len = min(max_seq_length, runner.max_length)
     order = sorted(range(len(texts_a)), key=lambda i: len(texts_a[i]) + len(texts_b[i] if texts_b else ""))
     out: np.ndarray | None = None
-    for start in range(0, len(order), batch_size):
+    starts = range(0, len(order), batch_size)
+    for start in progress(starts, len(starts), "predict"):
         idx = order[start : start + batch_size]
         b = [texts_b[i] for i in idx] if texts_b is not None else None
         logits = runner(encode(tok, [texts_a[i] for i in idx], b, max_len))
