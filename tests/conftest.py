@@ -6,6 +6,7 @@ The toy task is learnable in a few dozen steps: label 1 iff the sentence contain
 from __future__ import annotations
 
 import random
+import re
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,13 @@ POSITIVE = ["good", "great", "fine", "nice", "superb"]
 NEGATIVE = ["bad", "awful", "poor", "dull", "boring"]
 FILLER = ["the", "movie", "was", "plot", "story", "acting", "really", "quite", "and", "a", "film", "very"]
 WORDS = POSITIVE + NEGATIVE + FILLER
+# the line every command that reads rows prints on stderr (tinydistill.tasks.rows)
+ROW_COUNT = re.compile(r"^[\w /-]+: [\d,]+ rows read from .+ \([\d,]+ skipped[^)]*\)")
+
+
+def without_row_counts(stderr: str) -> str:
+    """stderr without the row-count lines (what is left of an error is its one ``error:`` line)."""
+    return "".join(line for line in stderr.splitlines(keepends=True) if not ROW_COUNT.match(line))
 
 
 def pytest_configure(config):

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import FILLER, WORDS, tiny_bert_config, write_sst2_like, write_vocab
+from conftest import FILLER, WORDS, tiny_bert_config, without_row_counts, write_sst2_like, write_vocab
 from transformers import BertForMaskedLM, BertTokenizerFast
 from typer.testing import CliRunner
 
@@ -78,6 +78,36 @@ def test_split_words_and_eligibility():
     for token in (",", "--", "3d", "b52", "'"):
         assert not stopwords.is_word(token)
     assert match_case("great", "Good") == "Great" and match_case("great", "GOOD") == "GREAT"
+
+
+def test_stopwords_are_nltks_english_list(tmp_path):
+    """NLTK 3.8's stopwords.words("english"): 179 words, typed in as data."""
+    assert len(stopwords.NLTK_ENGLISH) == len(stopwords.STOPWORDS) == 179
+    assert (
+        stopwords.NLTK_ENGLISH[:4] == ("i", "me", "my", "myself") and stopwords.NLTK_ENGLISH[-1] == "wouldn't"
+    )
+    for word in ("further", "Further", "again", "own", "ma", "mightn"):
+        assert not stopwords.eligible(word)
+    for word in ("also", "many", "would", "one", "towards", "upon"):  # not in NLTK's list
+        assert stopwords.eligible(word)
+    nltk = pytest.importorskip("nltk.corpus", reason="nltk is not installed: compared by the list above")
+    try:
+        assert stopwords.NLTK_ENGLISH == tuple(nltk.stopwords.words("english"))
+    except LookupError:
+        pytest.skip("nltk's stopwords corpus is not downloaded")
+
+
+def test_stopwords_file(tmp_path):
+    path = tmp_path / "de.txt"
+    path.write_text("# German\nder die das\nUnd\n\n")
+    words = stopwords.load_stopwords(path)
+    assert words == {"der", "die", "das", "und"}
+    assert not stopwords.eligible("Die", words) and stopwords.eligible("the", words)
+    (tmp_path / "empty.txt").write_text("# nothing\n")
+    with pytest.raises(TinyDistillError, match="no stop words"):
+        stopwords.load_stopwords(tmp_path / "empty.txt")
+    with pytest.raises(TinyDistillError, match="stop-word file not found"):
+        stopwords.load_stopwords(tmp_path / "none.txt")
 
 
 # --------------------------------------------------------------------------- MLM candidates
@@ -375,6 +405,23 @@ def test_custom_dataset_and_max_train_samples(tmp_path, mlm_dir):
     assert stats["examples"] == 5 and len(rows) == stats["rows"]
 
 
+def test_headerless_custom_file_and_own_stopwords(tmp_path, mlm_dir, capsys):
+    """--no-header --text-columns 1 --label-column 0: the output keeps that layout; --stopwords FILE."""
+    train = tmp_path / "train.tsv"
+    train.write_text("".join(f"{i % 2}\tthe {w} movie was good\n" for i, w in enumerate(FILLER[1:7])))
+    stop = tmp_path / "stop.txt"
+    stop.write_text("movie\ngood\n")
+    out = tmp_path / "aug.tsv"
+    columns = dict(header=False, text_columns=["1"], label_column="0")
+    stats = run(mlm_dir, out, task="custom", train_file=str(train), stopwords=str(stop), p=1.0, **columns)
+    assert f"train: 6 rows read from {train} (0 skipped)" in capsys.readouterr().err
+    rows = read_table(out, ["1"], "0", header=False)
+    assert len(rows) == stats["rows"] > 6 and out.read_text().startswith("0\tthe movie movie was good\n")
+    variants = [r.text_a.split() for r in rows]
+    assert all("movie" in w and "good" in w for w in variants)  # the file's stop words stay
+    assert any(w[0] != "the" for w in variants)  # "the" is not one of them: it is replaced
+
+
 def test_augmented_file_trains_a_student(tmp_path, mlm_dir, tiny_encoder):
     glue = write_sst2_like(tmp_path / "glue", n_train=16, n_dev=8)
     aug = tmp_path / "aug.tsv"
@@ -433,7 +480,7 @@ def test_cli_augment_and_one_line_errors(tmp_path, mlm_dir):
         (["--masks-per-row", "lots"], "--masks-per-row must be"),
     ):
         bad = runner.invoke(app, [*args, "--output", str(tmp_path / "b.tsv"), *extra])
-        lines = bad.stderr.splitlines()
+        lines = without_row_counts(bad.stderr).splitlines()
         assert bad.exit_code == 2 and len(lines) == 1 and fragment in lines[0], bad.stderr
     assert not (tmp_path / "b.tsv").exists()
     assert len(read_tsv_file(get_task("sst2"), tmp_path / "a.tsv")) >= 4

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import tiny_bert_config, write_sst2_like, write_vocab
+from conftest import tiny_bert_config, without_row_counts, write_sst2_like, write_vocab
 from transformers import BertModel, BertTokenizerFast
 from typer.testing import CliRunner
 
@@ -55,7 +55,7 @@ def fails(site, args: list[str], message: str, env: dict[str, str] | None = None
     before = snapshot(site["finished"])
     result = CliRunner().invoke(app, args, env=env)
     assert result.exit_code == 2, (result.exit_code, result.stderr, result.exception)
-    line = result.stderr
+    line = without_row_counts(result.stderr)
     assert line.startswith("error: ") and line.count("\n") == 1, line
     assert message in line, line
     assert snapshot(site["finished"]) == before

@@ -6,6 +6,7 @@ Runs in-process with typer's CliRunner (fast); one subprocess test checks the co
 from __future__ import annotations
 
 import json
+import random
 import subprocess
 import sys
 from collections.abc import Callable
@@ -14,7 +15,7 @@ from pathlib import Path
 import pytest
 import typer.main
 import yaml
-from conftest import WORDS, tiny_bert_config, write_sst2_like, write_vocab
+from conftest import WORDS, tiny_bert_config, toy_sentence, without_row_counts, write_sst2_like, write_vocab
 from transformers import BertModel, BertTokenizerFast
 from typer.testing import CliRunner
 
@@ -38,7 +39,7 @@ def assert_one_line_error(result, *fragments: str) -> str:
     """Exit code 2, nothing on stdout, exactly one stderr line ``error: ...`` containing ``fragments``."""
     assert result.exit_code == 2, (result.exit_code, result.stderr, result.exception)
     assert result.stdout == ""
-    lines = result.stderr.splitlines()
+    lines = without_row_counts(result.stderr).splitlines()
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith("error: ")
     for fragment in fragments:
@@ -462,6 +463,35 @@ def test_contract_flags_exist():
     stages = build(DistillConfig, None, teacher="t").stages  # the default recipe, tinybert4
     assert [st["name"] for st in stages] == ["intermediate", "prediction"]
     assert get_task("sst2") is get_task("SST-2")
+
+
+def test_table_flags_on_every_command_that_reads_rows(tmp_path, tiny_encoder):
+    commands = typer.main.get_command(app).commands
+    for name in ("finetune", "distill", "evaluate", "prune", "augment", "predict"):
+        opts = {o for p in commands[name].params for o in (*p.opts, *p.secondary_opts)}
+        assert {"--no-header", "--delimiter"} <= opts, name
+    assert "--stopwords" in {o for p in commands["augment"].params for o in p.opts}
+    data = tmp_path / "d.csv"
+    data.write_text("pos,a good film\n")
+    args = ["predict", "--model", tiny_encoder, "--input", data, "--output", tmp_path / "o.csv"]
+    assert_one_line_error(invoke(*args, "--delimiter", ":"), "--delimiter must be one of tab")
+
+
+def test_finetune_on_a_headerless_semicolon_file(tmp_path, tiny_encoder):
+    """--no-header --text-columns 1 --label-column 0 on a ';' file (sniffed), with its labels' names."""
+    rng = random.Random(0)
+    for split, n in (("train", 24), ("dev", 8)):
+        lines = [f"{'pos' if i % 2 else 'neg'};{toy_sentence(rng, i % 2)}" for i in range(n)]
+        (tmp_path / f"{split}.csv").write_text("\n".join(lines) + "\n\n")
+    out = tmp_path / "run"
+    args = ["finetune", "--task", "custom", "--train-file", tmp_path / "train.csv", "--dev-file"]
+    args += [tmp_path / "dev.csv", "--no-header", "--text-columns", "1", "--label-column", "0"]
+    result = invoke(*args, "--model", tiny_encoder, "--output", out, "--max-steps", "1")
+    assert result.exit_code == 0, result.stderr
+    assert f"train: 24 rows read from {tmp_path / 'train.csv'} (0 skipped)" in result.stderr.splitlines()
+    assert f"dev: 8 rows read from {tmp_path / 'dev.csv'} (0 skipped)" in result.stderr.splitlines()
+    assert json.loads((out / "config.json").read_text())["id2label"] == {"0": "neg", "1": "pos"}
+    assert set(json.loads((out / "metrics.json").read_text())["dev"]) == {"accuracy", "f1"}
 
 
 @pytest.mark.parametrize("entry", ["script", "-m tinydistill", "-m tinydistill.cli"])

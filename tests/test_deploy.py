@@ -256,11 +256,77 @@ def test_predict_labels_and_probabilities(trained, tmp_path, fmt, which):
     assert info["backend"] == which and info["text_columns"] == ["sentence"] and info["rows"] == len(rows)
     got = _read_output(out)
     assert [str(g["sentence"]) for g in got] == [r["sentence"] for r in rows]  # input order kept
+    names = ["negative", "positive"]  # SST-2's 0 and 1
     for g in got:
-        assert g["prediction"] in ("0", "1")
-        assert float(g["prob_0"]) + float(g["prob_1"]) == pytest.approx(1.0, abs=1e-5)
-    correct = sum(g["prediction"] == str(r["label"]) for g, r in zip(got, rows, strict=True))
+        assert g["prediction"] in names
+        assert float(g["prob_negative"]) + float(g["prob_positive"]) == pytest.approx(1.0, abs=1e-5)
+    correct = sum(g["prediction"] == names[int(r["label"])] for g, r in zip(got, rows, strict=True))
     assert correct / len(rows) >= 0.9
+
+
+def test_predict_without_a_header(trained, tmp_path):
+    """--no-header names columns by position; a headerless file is never read with its first row eaten."""
+    texts = ["the movie was good", 'a "great"\tfilm', "awful and dull\nplot", "the story was bad"]
+    src = tmp_path / "plain.tsv"
+    with open(src, "w", newline="") as f:
+        csv.writer(f, delimiter="\t").writerows([[i % 2, t] for i, t in enumerate(texts)])
+    out = tmp_path / "o.tsv"
+    args = ["predict", "--model", str(trained.teacher), "--input", str(src), "--output", str(out)]
+    res = CliRunner().invoke(app, [*args, "--no-header", "--text-columns", "1"])
+    assert res.exit_code == 0, res.output
+    assert res.stderr == f"predict: 4 rows read from {src} (0 skipped)\n"
+    got = _read_output(out)
+    assert [g["1"] for g in got] == texts and [g["0"] for g in got] == ["0", "1", "0", "1"]
+    assert [g["prediction"] for g in got] == ["positive", "positive", "negative", "negative"]
+    # without --text-columns the longest column is the text
+    assert predict_file(str(trained.teacher), src, out, header=False)["text_columns"] == ["1"]
+    # without --no-header, a first row that is data is refused rather than taken for the header
+    refused = CliRunner().invoke(app, args)
+    assert refused.exit_code == 2 and "looks like data, not a header: pass --no-header" in refused.stderr
+    semi = tmp_path / "semi.csv"
+    semi.write_text("sentence;label\nthe movie was good;1\n")
+    info = predict_file(str(trained.teacher), semi, tmp_path / "s.jsonl", delimiter=";")
+    assert info["rows"] == 1 and _read_output(tmp_path / "s.jsonl")[0]["prediction"] == "positive"
+
+
+def test_progress_bar_on_a_terminal_only(monkeypatch):
+    import io
+
+    from tinydistill.progress import MIN_STEPS, progress
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    for stream, total, shown in (
+        (Terminal(), 20, True),
+        (Terminal(), MIN_STEPS - 1, False),
+        (io.StringIO(), 20, False),
+    ):
+        monkeypatch.setattr("sys.stderr", stream)
+        assert list(progress(range(total), total, "predict")) == list(range(total))
+        assert ("predict" in stream.getvalue()) == shown, (type(stream), total)
+
+
+def test_saved_models_carry_label_names(trained, tmp_path):
+    """config.json of every saved model names the classes, so a plain HF pipeline answers with names."""
+    from transformers import pipeline
+
+    pruned = tmp_path / "pruned"
+    shape = tmp_path / "shape.json"
+    shape.write_text(json.dumps({"num_hidden_layers": 1, "intermediate_size": 32}))
+    tinydistill.prune(teacher=str(trained.teacher), output=str(pruned), shape=str(shape), task="sst2",
+                      data_dir=str(trained.glue), calibration_samples=8)  # fmt: skip
+    names = {"0": "negative", "1": "positive"}
+    for model in (trained.teacher, trained.student, pruned, trained.export):
+        config = json.loads((model / "config.json").read_text())
+        assert config["id2label"] == names and config["label2id"] == {"negative": 0, "positive": 1}, model
+    for model in (trained.teacher, trained.student, pruned):
+        clf = pipeline("text-classification", model=str(model), device="cpu")
+        got = [g["label"] for g in clf(["the movie was good", "the plot was awful"])]
+        assert set(got) <= {"negative", "positive"}, (model, got)
+        if model == trained.teacher:  # a trained model: the names are the right ones
+            assert got == ["positive", "negative"]
 
 
 def test_predict_sentence_pairs_from_an_onnx_file(trained, tmp_path):

@@ -162,7 +162,7 @@ def test_student_loads_and_runs_in_a_transformers_pipeline(trained):
 
     model = AutoModelForSequenceClassification.from_pretrained(trained.student)
     assert model.config.num_hidden_layers == 1 and model.config.hidden_size == 16
-    labels = list(get_task("sst2").labels)
+    labels = list(get_task("sst2").class_names)  # negative, positive: the names of SST-2's 0 and 1
     assert [model.config.id2label[i] for i in range(len(labels))] == labels
     clf = pipeline(
         "text-classification", model=str(trained.student), tokenizer=str(trained.student), device="cpu"
@@ -171,7 +171,7 @@ def test_student_loads_and_runs_in_a_transformers_pipeline(trained):
     assert POSITIVE[-1] in positive and NEGATIVE[-1] in negative
     preds = clf([positive, negative])
     assert {p["label"] for p in preds} <= set(labels)
-    assert [p["label"] for p in preds] == ["1", "0"]
+    assert [p["label"] for p in preds] == ["positive", "negative"]
 
 
 def test_evaluate_matches_the_best_checkpoint_metrics(trained):

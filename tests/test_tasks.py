@@ -107,7 +107,9 @@ def test_glue_specs() -> None:
 
 def test_custom_task() -> None:
     cls = custom_task(["neg", "neu", "pos"], text_b=False)
-    assert cls.metrics == ("accuracy", "f1") and cls.primary_metric == "accuracy" and cls.num_labels == 3
+    assert cls.metrics == ("accuracy", "f1_macro") and cls.primary_metric == "accuracy"
+    assert cls.num_labels == 3
+    assert custom_task(["no", "yes"], text_b=False).metrics == ("accuracy", "f1")
     assert (cls.epochs, cls.learning_rate, cls.max_seq_length, cls.batch_size) == (3, 2e-5, 128, 32)
     reg = custom_task(None, text_b=True, text_columns=("q", "d"))
     assert reg.is_regression and reg.primary_metric == "spearman"
@@ -332,7 +334,8 @@ def test_classification_metrics() -> None:
     assert all(type(v) is float for v in out.values())
     # Macro F1 over 3 classes: class0 1.0, class1 0.0, class2 0.5.
     spec3 = custom_task(["a", "b", "c"], text_b=False)
-    assert compute_metrics(spec3, [0, 2, 2, 1], [0, 1, 2, 2]) == {"accuracy": 0.5, "f1": pytest.approx(0.5)}
+    got = compute_metrics(spec3, [0, 2, 2, 1], [0, 1, 2, 2])
+    assert got == {"accuracy": 0.5, "f1_macro": pytest.approx(0.5)}
     # Logits are arg-maxed.
     assert compute_metrics(get_task("sst2"), [[0.1, 0.9], [2.0, -1.0]], [1, 1]) == {"accuracy": 0.5}
 
@@ -382,3 +385,223 @@ def test_real_glue_label_distributions() -> None:
     assert counts["RTE"] == {0: 146, 1: 131}  # 0 = entailment
     scores = [ex.label for ex in read_glue_split(get_task("stsb"), SHARED_GLUE, "dev")]
     assert min(scores) == 0.0 and max(scores) == 5.0
+
+
+def test_f1_names_say_what_they_are() -> None:
+    # Binary: the F1 of class 1 ("pos"). TP=2 FP=1 FN=1: F1 = 2*2 / (2*2 + 1 + 1) = 2/3.
+    binary = custom_task(["neg", "pos"], text_b=False)
+    assert compute_metrics(binary, [1, 0, 0, 1, 1], [1, 1, 0, 0, 1]) == {
+        "accuracy": pytest.approx(3 / 5),
+        "f1": pytest.approx(2 / 3),
+    }
+    # 4 classes, class 3 absent from the gold labels (but predicted once): the macro F1 is over the
+    # classes present. class0 P=1 R=1/2 -> 2/3; class1 P=2/3 R=1 -> 4/5; class2 -> 0.
+    spec4 = custom_task(["a", "b", "c", "d"], text_b=False)
+    y, p = [0, 0, 1, 1, 2], [0, 3, 1, 1, 1]
+    out = compute_metrics(spec4, p, y)
+    assert out == {"accuracy": pytest.approx(3 / 5), "f1_macro": pytest.approx((2 / 3 + 4 / 5 + 0) / 3)}
+    from sklearn.metrics import f1_score
+
+    assert out["f1_macro"] == pytest.approx(f1_score(y, p, labels=[0, 1, 2], average="macro"))
+    assert out["f1_macro"] != pytest.approx(f1_score(y, p, average="macro"))  # 4 classes: 0.367
+    # GLUE keeps its official keys
+    assert compute_metrics(get_task("mrpc"), [1, 0], [1, 1]).keys() == {"f1", "accuracy"}
+
+
+def test_glue_label_names() -> None:
+    names = {name: spec.class_names for name, spec in GLUE_TASKS.items()}
+    assert names == {
+        "CoLA": ("unacceptable", "acceptable"),
+        "SST-2": ("negative", "positive"),
+        "MRPC": ("not_equivalent", "equivalent"),
+        "STS-B": None,
+        "QQP": ("not_duplicate", "duplicate"),
+        "MNLI": ("entailment", "neutral", "contradiction"),
+        "QNLI": ("entailment", "not_entailment"),
+        "RTE": ("entailment", "not_entailment"),
+        "WNLI": ("not_entailment", "entailment"),  # WNLI's files say 1 for entailment
+    }
+    assert get_task("sst2").labels == ("0", "1")  # the files' values stay what they are
+    assert custom_task(["neg", "pos"], text_b=False).class_names == ("neg", "pos")
+
+
+# --------------------------------------------------------------------------- user tables
+
+
+def _rows(path: Path, text: list[str], label: str | None = "label", **kw) -> list[Example]:
+    return list(read_table(path, text, label, None, **kw))
+
+
+def _bytes(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path
+
+
+TRICKY = ["line one\nline two", "has\ttab", 'say "hi"', 'a "quote', "plain, with comma"]
+
+
+@pytest.mark.parametrize("suffix", [".tsv", ".csv"])
+def test_quoted_fields_read_back_exactly(tmp_path: Path, suffix: str) -> None:
+    import csv
+
+    path = tmp_path / f"d{suffix}"
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f, delimiter="\t" if suffix == ".tsv" else ",")
+        w.writerow(["text", "label"])
+        w.writerows([t, i % 2] for i, t in enumerate(TRICKY))
+    got = read_table(path, ["text"], "label", custom_task(["0", "1"], text_b=False))
+    assert [e.text_a for e in got] == TRICKY and [e.label for e in got] == [0, 1, 0, 1, 0]
+
+
+def test_pandas_style_tsv_with_index_crlf_and_bom(tmp_path: Path) -> None:
+    # what pandas' df.to_csv(path, sep="\t") writes: an unnamed index column, minimal quoting
+    # (here also with CRLF row ends and a BOM, as from Excel / Windows)
+    body = '\tsentence\tlabel\n0\t"line one\nline two"\tpos\n1\t"has\ttab"\tneg\n2\t"say ""hi"""\tpos\n'
+    path = _bytes(tmp_path / "pandas.tsv", "\ufeff".encode() + body.replace("\n", "\r\n").encode())
+    got = _rows(path, ["sentence"])
+    # the line break inside the quoted field keeps its CRLF, as the file has it
+    assert [e.text_a for e in got] == ["line one\r\nline two", "has\ttab", 'say "hi"']
+    assert [e.label for e in got] == [1, 0, 1]  # neg < pos
+    assert _rows(path, ["sentence"], "0")[0].label == 0  # the unnamed index column is column "0"
+    crlf = _bytes(tmp_path / "crlf.csv", b"\xef\xbb\xbftext,label\r\nfine,1\r\nbad,0\r\n")
+    assert _rows(crlf, ["text"]) == [Example("fine", None, 1), Example("bad", None, 0)]
+
+
+def test_delimiter_detection_and_flag(tmp_path: Path) -> None:
+    semi = _write(tmp_path / "semi.csv", "text;label\nHello, world;pos\nbye;neg\n")
+    assert _rows(semi, ["text"]) == [Example("Hello, world", None, 1), Example("bye", None, 0)]
+    # no header: the first row has commas and a pipe; the sniffer sees the pipe is the steady one
+    pipe = _write(tmp_path / "pipe.csv", "a good, fine, long film|pos\nbad|neg\nok, ok|pos\n")
+    assert [e.text_a for e in _rows(pipe, ["0"], "1", header=False)] == [
+        "a good, fine, long film",
+        "bad",
+        "ok, ok",
+    ]
+    # a .tsv that is really comma-separated, and a .csv that is tab-separated
+    assert _rows(_write(tmp_path / "c.tsv", "text,label\na,x\nb,y\n"), ["text"])[1] == Example("b", None, 1)
+    assert _rows(_write(tmp_path / "t.csv", "text\tlabel\na,b\tx\n"), ["text"])[0].text_a == "a,b"
+    # --delimiter wins over the suffix
+    forced = _write(tmp_path / "f.csv", "text|label\na,b|x\nc|y\n")
+    for flag in ("|", "pipe"):
+        assert _rows(forced, ["text"], delimiter=flag)[0].text_a == "a,b"
+    tabbed = _write(tmp_path / "t2.csv", "text\tlabel\nx\ty\n")
+    for flag in ("tab", "\\t", "\t"):
+        assert _rows(tabbed, ["text"], delimiter=flag) == [Example("x", None, 0)]
+    assert "--delimiter must be one of tab" in _error(
+        lambda: read_table(forced, ["text"], None, delimiter=":")
+    )
+    from tinydistill.tasks.table import parse_delimiter
+
+    assert [parse_delimiter(v) for v in ("tab", "\\t", ",", ";", "|", None)] == [
+        "\t",
+        "\t",
+        ",",
+        ";",
+        "|",
+        None,
+    ]
+
+
+def test_glue_style_quotes_in_a_user_tsv_are_text(tmp_path: Path) -> None:
+    """A .tsv whose quotes are not CSV quoting (GLUE's) is read line by line, and says so."""
+    path = _write(tmp_path / "g.tsv", 'text\tlabel\n"Hi" she said .\t1\nan " odd one\t0\n" lone\t1\n')
+    got = read_table(path, ["text"], "label", custom_task(["0", "1"], text_b=False))
+    assert [e.text_a for e in got] == ['"Hi" she said .', 'an " odd one', '" lone']
+    assert got.note == "quotes read as text" and "quotes read as text" in got.line("train")
+    broken = _write(tmp_path / "g.csv", 'text,label\n"Hi" she said,1\n')
+    assert f"{broken}:2: malformed CSV" in _error(read_table, broken, ["text"], "label", None)
+
+
+def test_no_header_positional_columns(tmp_path: Path) -> None:
+    path = _write(tmp_path / "d.tsv", "pos\tthe film was good\tx\nneg\tthe film was bad\ty\n")
+    assert _rows(path, ["1"], "0", header=False) == [
+        Example("the film was good", None, 1),
+        Example("the film was bad", None, 0),
+    ]
+    assert infer_labels(path, "0", header=False) == ["neg", "pos"]
+    msg = _error(lambda: read_table(path, ["text"], "0", header=False))
+    assert (
+        msg
+        == f"{path}: column 'text' not found (columns: 0, 1, 2; no header, so columns are named by position)"
+    )
+    # with a header, a column can still be given by its position
+    named = _write(tmp_path / "n.csv", "label,review\npos,good\nneg,bad\n")
+    assert (
+        _rows(named, ["1"], "0")
+        == _rows(named, ["review"], "label")
+        == [
+            Example("good", None, 1),
+            Example("bad", None, 0),
+        ]
+    )
+    # a headerless custom task keeps its positional layout when written (augment) and read back
+    spec = custom_task(["neg", "pos"], text_b=False, text_columns=["1"], label_column="0", header=False)
+    assert (spec.text_a_col, spec.label_col, spec.has_header, spec.columns) == (1, 0, False, ("0", "1"))
+    out = tmp_path / "aug.tsv"
+    write_tsv(spec, [Example('a "b"\tc', None, 1)], out)
+    assert out.read_text() == 'pos\t"a ""b""\tc"\n'
+    assert (
+        read_tsv_file(spec, out)
+        == read_table(out, ["1"], "0", spec, header=False)
+        == [Example('a "b"\tc', None, 1)]
+    )
+    with pytest.raises(TinyDistillError, match="given by position"):
+        custom_task(["a", "b"], text_b=False, text_columns=["text"], header=False)
+
+
+def test_no_header_through_finetune_data_loading(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from tinydistill import config as C
+    from tinydistill.runs import task_data
+
+    train = _write(tmp_path / "train.csv", "pos,a good film\nneg,a bad film\n\nneg,\npos,fine\n")
+    dev = _write(tmp_path / "dev.csv", "neg,dull\npos,superb\n")
+    cfg = C.build(
+        C.FinetuneConfig, None, task="custom", train_file=str(train), dev_file=str(dev), header=False,
+        text_columns=["1"], label_column="0",
+    )  # fmt: skip
+    data = task_data(cfg)
+    assert data.spec.labels == ("neg", "pos")
+    assert data.train == [
+        Example("a good film", None, 1),
+        Example("a bad film", None, 0),
+        Example("fine", None, 1),
+    ]
+    assert data.dev["dev"] == [Example("dull", None, 0), Example("superb", None, 1)]
+    err = capsys.readouterr().err.splitlines()
+    assert err == [
+        f"train: 3 rows read from {train} (2 skipped: 1 blank, 1 empty text)",
+        f"dev: 2 rows read from {dev} (0 skipped)",
+    ]
+    with pytest.raises(TinyDistillError, match="--text-columns 1"):
+        task_data(
+            C.build(
+                C.FinetuneConfig, None, task="custom", train_file=str(train), dev_file=str(dev), header=False
+            )
+        )
+
+
+def test_row_counts_of_glue_files(glue_dir: Path, capsys: pytest.CaptureFixture) -> None:
+    from tinydistill.tasks.resolve import load_task_data
+
+    load_task_data("sst2", str(glue_dir), need_dev=False)
+    assert (
+        capsys.readouterr().err == f"train: 2 rows read from {glue_dir / 'SST-2' / 'train.tsv'} (0 skipped)\n"
+    )
+    rows = read_table(_write(glue_dir / "big.jsonl", '{"t": "a"}\n\n' * 1234), ["t"], None)
+    assert (
+        rows.line("dev") == f"dev: 1,234 rows read from {glue_dir / 'big.jsonl'} (1,233 skipped: 1,233 blank)"
+    )
+
+
+@pytest.mark.parametrize(("task", "rows"), [("SST-2", 872), ("MRPC", 408), ("CoLA", 1043)])
+def test_real_glue_dev_reads_the_same_as_a_user_table(task: str, rows: int) -> None:
+    """GLUE's own TSVs (stray quotes, no header for CoLA) read the same through the user-table reader."""
+    path = SHARED_GLUE / task / "dev.tsv"
+    if not path.is_file():
+        pytest.skip(f"shared GLUE data not present at {SHARED_GLUE}")
+    spec = get_task(task)
+    glue = read_glue_split(spec, SHARED_GLUE, "dev")
+    names = [str(spec.text_a_col)] + ([str(spec.text_b_col)] if spec.text_b_col is not None else [])
+    table = read_table(path, names, str(spec.label_col), spec, header=spec.has_header)
+    assert len(glue) == len(table) == rows
+    assert table == glue

@@ -30,6 +30,7 @@ from tinydistill.models.load import (
     load_classifier,
     load_tokenizer,
     model_name,
+    name_labels,
     refuse_new_head,
     resolve_model_path,
     save_model,
@@ -62,6 +63,7 @@ def finetune(
     tokenizer = tokenizer or load_tokenizer(cfg.model)
     set_seed(cfg.seed)  # before the new head is initialised: same seed, same weights
     model = model if model is not None else load_classifier(cfg.model, data.spec)
+    name_labels(model, data.spec)
     cfg = R.resolve(cfg, data, R.position_limit(model, tokenizer=tokenizer))
     train_set = EncodedDataset(
         subsample(data.train, cfg.max_train_samples, cfg.seed), tokenizer, cfg.max_seq_length, data.spec
@@ -132,6 +134,8 @@ def evaluate(
         need_train=False,
         need_dev=dev is None,
         labels=cfg.labels,
+        header=cfg.header,
+        delimiter=cfg.delimiter,
     )
     if dev is not None:
         data.dev = {"dev": as_examples(dev, data.spec)}
@@ -155,8 +159,9 @@ def _calibration(cfg: C.PruneConfig, teacher: Any, tokenizer: Any) -> tuple[Any,
     """The model to prune and its calibration batches: task rows (as a classifier) or corpus text."""
     if cfg.task is not None:
         data = load_task_data(
-            cfg.task, cfg.data_dir, cfg.train_file, None, cfg.text_columns, cfg.label_column, need_dev=False
-        )
+            cfg.task, cfg.data_dir, cfg.train_file, None, cfg.text_columns, cfg.label_column, need_dev=False,
+            header=cfg.header, delimiter=cfg.delimiter,
+        )  # fmt: skip
         model = teacher if teacher is not None else load_classifier(cfg.teacher, data.spec)
         length = min(
             cfg.max_seq_length or data.spec.max_seq_length, R.position_limit(model, tokenizer=tokenizer)
@@ -245,7 +250,8 @@ def augment(cfg: C.AugmentConfig) -> dict[str, Any]:
 
     if cfg.merge:
         rows = (cfg.train_file, cfg.text_columns, cfg.label_column)
-        return merge_shards(cfg.task, cfg.merge, cfg.output, *rows)
+        table = dict(header=cfg.header, delimiter=cfg.delimiter)
+        return merge_shards(cfg.task, cfg.merge, cfg.output, *rows, **table)
     return augment_task(cfg)
 
 
@@ -293,7 +299,7 @@ def predict(cfg: C.PredictConfig) -> dict[str, Any]:
     return predict_file(
         cfg.model, cfg.input_file, cfg.output_file, text_columns=cfg.text_columns, batch_size=cfg.batch_size,
         max_seq_length=cfg.max_seq_length, backend=cfg.backend, threads=cfg.threads, cache_dir=cfg.cache_dir,
-        allow_new_head=cfg.allow_new_head,
+        allow_new_head=cfg.allow_new_head, header=cfg.header, delimiter=cfg.delimiter,
     )  # fmt: skip
 
 

@@ -77,7 +77,7 @@ def _help(f: dataclasses.Field) -> str:
     return text.replace("[", "\\[")  # rich markup would eat [...]
 
 
-PANELS = {"DataOptions": "Data", "RunConfig": "Run", "TrainOptions": "Optimisation"}
+PANELS = {"TableOptions": "Data", "DataOptions": "Data", "RunConfig": "Run", "TrainOptions": "Optimisation"}
 
 
 def _panel(cls: type, name: str) -> str | None:

@@ -145,15 +145,33 @@ class TrainOptions(Checked):
 
 
 @dataclass
-class DataOptions(Checked):
+class TableOptions(Checked):
+    """How user tables (.csv / .tsv) are laid out: a header row or not, and the delimiter."""
+
+    header: bool = opt(
+        True,
+        "First row is a header; --no-header: columns are positions (--text-columns 1 --label-column 0).",
+        flags=("--header/--no-header",),
+    )
+    delimiter: str | None = opt(None, "Of .csv/.tsv files: tab, ',', ';' or '|' [by suffix, else sniffed].")
+
+    def check(self) -> None:
+        super().check()
+        from tinydistill.tasks.table import parse_delimiter
+
+        parse_delimiter(self.delimiter)
+
+
+@dataclass
+class DataOptions(TableOptions):
     """Where a task's rows come from: GLUE layout (``--data-dir``), custom files, or the HF hub."""
 
     task: str = opt("SST-2", TASK_HELP, required=True)
     data_dir: str | None = opt(None, "GLUE root with <TASK>/{train,dev}.tsv; omit for HF datasets.")
     train_file: str | None = opt(None, "Train file replacing the task's train split.")
     dev_file: str | None = opt(None, "Dev file (custom tasks).")
-    text_columns: list[str] | None = opt(None, "Comma-separated text column names.")
-    label_column: str = opt("label", "Label column name.")
+    text_columns: list[str] | None = opt(None, "Comma-separated text column names (or positions).")
+    label_column: str = opt("label", "Label column name (or position).")
     labels: list[str] | None = opt(
         None,
         "Label names of a custom task, comma-separated (their order = class ids); other values are errors.",
@@ -339,7 +357,7 @@ GENERAL_RUN_KEYS = (
 
 
 @dataclass
-class PruneConfig(Checked):
+class PruneConfig(TableOptions):
     """Structured pruning of a teacher to a student shape (depth, heads, head size, FFN, hidden width),
     ranked by activation importance on calibration rows: the cheap start for `distill --student DIR`."""
 
@@ -349,8 +367,8 @@ class PruneConfig(Checked):
     task: str | None = opt(None, "Calibrate on this task's train rows.")
     data_dir: str | None = opt(None, "GLUE root with <TASK>/train.tsv; omit for HF datasets.")
     train_file: str | None = opt(None, "Train file replacing the task's train split.")
-    text_columns: list[str] | None = opt(None, "Comma-separated text column names.")
-    label_column: str = opt("label", "Label column name.")
+    text_columns: list[str] | None = opt(None, "Comma-separated text column names (or positions).")
+    label_column: str = opt("label", "Label column name (or position).")
     corpus: str | None = opt(None, "Calibrate on a prepared corpus (tinydistill corpus).")
     calibration_samples: int = opt(512, "Rows (or corpus sequences) that rank the units.")
     layer_map: str = opt("uniform", "Kept teacher layers: uniform | top | bottom | '2,4,6'.")
@@ -459,7 +477,7 @@ class CorpusConfig(Checked):
 
 
 @dataclass
-class AugmentConfig(Checked):
+class AugmentConfig(TableOptions):
     """TinyBERT data augmentation: write the task's train set plus N_a variants per example."""
 
     task: str = opt("", TASK_HELP, required=True)
@@ -467,8 +485,8 @@ class AugmentConfig(Checked):
     mlm: str | None = opt(None, "Masked LM dir or hub id (e.g. bert-base-uncased).")
     data_dir: str | None = opt(None, "GLUE root with <TASK>/train.tsv; omit for HF datasets.")
     train_file: str | None = opt(None, "Train file replacing the task's train split.")
-    text_columns: list[str] | None = opt(None, "Comma-separated text column names.")
-    label_column: str = opt("label", "Label column name.")
+    text_columns: list[str] | None = opt(None, "Comma-separated text column names (or positions).")
+    label_column: str = opt("label", "Label column name (or position).")
     vectors: str | None = opt(
         None, "GloVe/word2vec text file for multi-piece words (default: the MLM input embeddings)."
     )
@@ -476,6 +494,9 @@ class AugmentConfig(Checked):
     n_aug: int = opt(20, "Draws per sentence (N_a).")
     candidates: int = opt(15, "Candidates per word (K).")
     p: float = opt(0.4, "Replacement probability per word (p_t).")
+    stopwords: str | None = opt(
+        None, "File of stop words (never replaced), one per line [NLTK's English list]."
+    )
     seed: int = opt(42, "Seed of the draws.")
     max_train_samples: int | None = opt(None, "Use a seeded random subset of the train rows.")
     shard: str | None = opt(None, "i/n: augment the i-th of n slices (multi-process runs).")
@@ -595,13 +616,15 @@ class BenchConfig(Checked):
 
 
 @dataclass
-class PredictConfig(Checked):
+class PredictConfig(TableOptions):
     """Batched inference over a file: a label and class probabilities per row."""
 
     model: str = opt("", "HF model dir, export dir or .onnx file.", required=True)
-    input_file: str = opt("", "TSV / CSV / JSONL file with a header.", flags=("--input",), required=True)
+    input_file: str = opt("", "TSV / CSV / JSONL file.", flags=("--input",), required=True)
     output_file: str = opt("", "Predictions (.tsv / .csv / .jsonl).", flags=("--output",), required=True)
-    text_columns: list[str] | None = opt(None, "e.g. sentence or sentence1,sentence2 (default: guess).")
+    text_columns: list[str] | None = opt(
+        None, "e.g. sentence or sentence1,sentence2, or positions (default: guess)."
+    )
     backend: str = opt("auto", "auto, torch, onnx or onnx-int8.")
     batch_size: int = opt(32, "Rows per forward.")
     max_seq_length: int = opt(128, "Token limit per row.")

@@ -32,6 +32,7 @@ from tinydistill.models.load import (
     load_classifier,
     load_tokenizer,
     model_name,
+    name_labels,
     save_model,
     student_config,
 )
@@ -110,6 +111,7 @@ def load_models(cfg: C.DistillConfig, data: TaskData, tokenizer, teacher: Any, s
     layers = plan.layers if use_plan else layer_map(parse_layer_map(cfg.layer_map), n_student, n_teacher)
     if cfg.init_from_teacher:
         init_from_teacher(student, teacher, layers)
+    name_labels(student, data.spec)
     return Models(teacher, student, start, plan, layers)
 
 

@@ -20,14 +20,15 @@ from transformers import PreTrainedTokenizerBase
 
 from tinydistill.data import EncodedDataset, make_loader
 from tinydistill.deploy.inputs import model_inputs
+from tinydistill.progress import progress
 from tinydistill.tasks import Example, TaskSpec, compute_metrics
 
 
 @torch.no_grad()
 def predict_logits(
-    model: nn.Module, loader: DataLoader, accelerator: Accelerator | None = None
+    model: nn.Module, loader: DataLoader, accelerator: Accelerator | None = None, desc: str = "eval"
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Logits and labels over every example of ``loader``.
+    """Logits and labels over every example of ``loader`` (a progress bar on a terminal: ``desc``).
 
     With several processes the loader is sharded by accelerate and the results gathered
     (``gather_for_metrics`` drops the padding duplicates). In one process the loader is used as it is:
@@ -40,7 +41,7 @@ def predict_logits(
         loader = accelerator.prepare_data_loader(loader)
     device = accelerator.device if accelerator is not None else next(model.parameters()).device
     all_logits, all_labels = [], []
-    for batch in loader:
+    for batch in progress(loader, len(loader), desc):
         batch = {k: v.to(device) for k, v in batch.items()}
         logits = model(**model_inputs(model, batch)).logits.float()
         labels = batch["labels"]
@@ -159,7 +160,7 @@ def run_evaluation(
     metrics, baseline, constant = {}, {}, {}
     for split, examples in dev.items():
         loader = make_loader(EncodedDataset(examples, tokenizer, max_seq_length, spec), tokenizer, batch_size)
-        logits, labels = predict_logits(model, loader, accelerator)
+        logits, labels = predict_logits(model, loader, accelerator, desc=f"eval {split}")
         metrics[split] = compute_metrics(spec, to_predictions(spec, logits), labels)
         baseline[split] = trivial_baseline(spec, labels)
         constant[split] = constant_predictions(spec, logits)

@@ -62,6 +62,8 @@ def task_data(
         need_train=train is None,
         need_dev=dev is None,
         labels=cfg.labels,
+        header=cfg.header,
+        delimiter=cfg.delimiter,
     )
     if train is not None:
         data.train = as_examples(train, data.spec)

@@ -20,13 +20,14 @@ from pathlib import Path
 from tinydistill.augmentation.masked_lm import load_masked_lm
 from tinydistill.augmentation.mlm_candidates import MLMCandidates
 from tinydistill.augmentation.sampler import example_rng, match_case, sample_variants, split_words
-from tinydistill.augmentation.stopwords import eligible
+from tinydistill.augmentation.stopwords import STOPWORDS, eligible, load_stopwords
 from tinydistill.augmentation.word_vectors import WordVectors
 from tinydistill.config import AugmentConfig
 from tinydistill.data import subsample
 from tinydistill.errors import TinyDistillError
 from tinydistill.tasks import Example, TaskSpec, get_task, load_split, read_table, read_tsv_file, write_tsv
 from tinydistill.tasks.resolve import custom_spec, read_train_file
+from tinydistill.tasks.rows import report_rows
 
 __all__ = ["AugmentConfig", "Augmenter", "augment_task", "merge_shards", "parse_shard", "task_spec"]
 
@@ -40,6 +41,7 @@ class Augmenter:
     n_aug: int = 20
     p: float = 0.4
     seed: int = 42
+    stopwords: frozenset[str] = STOPWORDS
     cache: dict[str, tuple[list[str], dict[int, list[str]]]] = field(default_factory=dict)
     vector_queries: int = 0
 
@@ -57,7 +59,7 @@ class Augmenter:
             positions, owner = [], {}
             for i, w in enumerate(ws):
                 pieces = enc.pieces.get(i, [])
-                if not eligible(w) or not pieces:
+                if not eligible(w, self.stopwords) or not pieces:
                     continue
                 if len(pieces) == 1:
                     positions.append(pieces[0])
@@ -117,32 +119,45 @@ def parse_shard(value: str | None) -> tuple[int, int] | None:
 
 
 def task_spec(
-    task: str, train_file: str | None, text_columns: list[str] | None, label_column: str = "label"
+    task: str,
+    train_file: str | None,
+    text_columns: list[str] | None,
+    label_column: str = "label",
+    *,
+    header: bool = True,
+    delimiter: str | None = None,
 ) -> TaskSpec:
     if task.lower() == "custom":
-        return custom_spec(train_file, text_columns, label_column)
+        return custom_spec(train_file, text_columns, label_column, header=header, delimiter=delimiter)
     return get_task(task)
 
 
 def _train_examples(cfg: AugmentConfig, spec: TaskSpec) -> list[Example]:
+    table = dict(header=cfg.header, delimiter=cfg.delimiter)
     if cfg.task.lower() == "custom":
-        return read_table(Path(cfg.train_file or ""), cfg.text_columns or ["text"], cfg.label_column, spec)
-    if cfg.train_file:
-        return read_train_file(spec, cfg.train_file, cfg.text_columns, cfg.label_column)
-    if cfg.data_dir is not None and not Path(cfg.data_dir).is_dir():
-        raise TinyDistillError(f"data dir not found: {cfg.data_dir}")
-    return load_split(spec, cfg.data_dir, "train")
+        path = Path(cfg.train_file or "")
+        rows = read_table(path, cfg.text_columns or ["text"], cfg.label_column, spec, **table)
+    elif cfg.train_file:
+        rows = read_train_file(spec, cfg.train_file, cfg.text_columns, cfg.label_column, **table)
+    else:
+        if cfg.data_dir is not None and not Path(cfg.data_dir).is_dir():
+            raise TinyDistillError(f"data dir not found: {cfg.data_dir}")
+        rows = load_split(spec, cfg.data_dir, "train")
+    report_rows("train", rows)
+    return rows
 
 
 def augment_task(cfg: AugmentConfig) -> dict:
     """Write the augmented train file of ``cfg.task`` to ``cfg.output``; returns counts and timings."""
     cfg.check()
     shard = parse_shard(cfg.shard)
-    spec = task_spec(cfg.task, cfg.train_file, cfg.text_columns, cfg.label_column)
+    table = dict(header=cfg.header, delimiter=cfg.delimiter)
+    spec = task_spec(cfg.task, cfg.train_file, cfg.text_columns, cfg.label_column, **table)
     examples = subsample(_train_examples(cfg, spec), cfg.max_train_samples, cfg.seed)
     lo, hi = _shard_range(len(examples), shard)
+    stopwords = load_stopwords(cfg.stopwords) if cfg.stopwords else STOPWORDS
     mlm, vectors = _candidate_sources(cfg)
-    aug = Augmenter(mlm, vectors, n_aug=cfg.n_aug, p=cfg.p, seed=cfg.seed)
+    aug = Augmenter(mlm, vectors, n_aug=cfg.n_aug, p=cfg.p, seed=cfg.seed, stopwords=stopwords)
     start = time.time()
     rows = _augmented_rows(aug, examples, lo, hi)
     seconds = time.time() - start
@@ -213,18 +228,21 @@ def merge_shards(
     train_file: str | None = None,
     text_columns: list[str] | None = None,
     label_column: str = "label",
+    *,
+    header: bool = True,
+    delimiter: str | None = None,
 ) -> dict:
     """Concatenate shard files (in the given order) into one train file of the task's format."""
     if not inputs:
         raise TinyDistillError("--merge needs at least one shard file")
     if Path(output).suffix.lower() != ".tsv":
         raise TinyDistillError(f"--output must be a .tsv file, got {output}")
-    spec = task_spec(task, train_file or inputs[0], text_columns, label_column)
+    table = dict(header=header, delimiter=delimiter if train_file else None)
+    spec = task_spec(task, train_file or inputs[0], text_columns, label_column, **table)
     rows: list[Example] = []
-    for path in inputs:
-        if spec.hf_name is None:
-            rows += read_table(Path(path), list(spec.columns[:-1]), spec.columns[-1], spec)
-        else:
-            rows += read_tsv_file(spec, path)
+    for i, path in enumerate(inputs):
+        shard = read_tsv_file(spec, path)
+        report_rows(f"shard {i}", shard)
+        rows += shard
     write_tsv(spec, rows, output)
     return {"output": output, "task": spec.name, "shards": len(inputs), "rows": len(rows)}

@@ -20,8 +20,10 @@ from tinydistill.deploy.runners import load_runner
 from tinydistill.deploy.runtime import Runner, encode, softmax
 from tinydistill.errors import TinyDistillError
 from tinydistill.models.load import refuse_new_head
+from tinydistill.progress import progress
 from tinydistill.tasks import compute_metrics
-from tinydistill.tasks.readers import _iter_records
+from tinydistill.tasks.rows import Rows, report_rows
+from tinydistill.tasks.table import Table, read_table_file
 
 FORMATS = (".tsv", ".csv", ".jsonl")
 # Text columns of GLUE files and common datasets, tried in order when --text-columns is not given.
@@ -48,28 +50,69 @@ def _format(path: Path, what: str) -> str:
 
 
 def read_rows(
-    path: str | Path, text_columns: list[str] | None = None
-) -> tuple[list[dict[str, Any]], list[str]]:
-    """All rows of the input file as dicts, and the text column(s) to classify."""
+    path: str | Path,
+    text_columns: list[str] | None = None,
+    *,
+    header: bool = True,
+    delimiter: str | None = None,
+) -> tuple[Rows, list[str]]:
+    """All rows of the input file as dicts, and the text column(s) to classify.
+
+    Without a header the columns are ``"0"``, ``"1"``, ...; a first row that looks like data (a number, a
+    sentence) is not taken for a header silently: without ``text_columns`` that is an error.
+    """
     path = Path(path)
     _format(path, "input")
     if not path.is_file():
         raise TinyDistillError(f"input file not found: {path}")
-    first = next(_iter_records(path, []), None)
-    if first is None:
+    table = read_table_file(path, header=header, delimiter=delimiter)
+    if not table.records:
         raise TinyDistillError(f"{path}: no rows")
-    columns = list(first[1])
-    chosen = text_columns or guess_text_columns(columns)
+    if text_columns:
+        chosen = table.keys(text_columns)
+    elif header and not table.jsonl and _looks_like_data(table.columns):
+        shown = ", ".join(repr(c) for c in table.columns)
+        raise TinyDistillError(
+            f"{path}: the first row ({_clip(shown)}) looks like data, not a header: pass --no-header "
+            "(columns are then 0, 1, ...), or name the text column(s) with --text-columns"
+        )
+    else:
+        chosen = guess_text_columns(table.columns) if header or table.jsonl else [_longest_text(table)]
     if not chosen or len(chosen) > 2:
-        raise TinyDistillError(f"{path}: give 1 or 2 text columns (--text-columns), found columns: {columns}")
-    rows = [row for _, row in _iter_records(path, chosen)]
-    for i, row in enumerate(rows, start=1):
+        raise TinyDistillError(
+            f"{path}: give 1 or 2 text columns (--text-columns), found columns: {table.columns}"
+        )
+    rows = Rows([row for _, row in table.records], str(path), table.skipped, table.note)
+    for lineno, row in table.records:
         for c in chosen:
             if not isinstance(row[c], str):
                 row[c] = "" if row[c] is None else str(row[c])
             if not row[c].strip() and c == chosen[0]:
-                raise TinyDistillError(f"{path}: row {i}: empty text in column {c!r}")
+                raise TinyDistillError(f"{path}:{lineno}: empty text in column {c!r}")
     return rows, chosen
+
+
+def _clip(text: str, limit: int = 80) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _looks_like_data(cells: list[str]) -> bool:
+    """A header row holds names: a number or a sentence (4+ words) in it means the row is data."""
+    for cell in cells:
+        try:
+            float(cell)
+            return True
+        except ValueError:
+            pass
+        if len(cell.split()) >= 4:
+            return True
+    return False
+
+
+def _longest_text(table: Table) -> str:
+    """The column of a headerless file with the longest values (on its first 100 rows): the text."""
+    sample = [row for _, row in table.records[:100]]
+    return max(table.columns, key=lambda c: sum(len(str(row[c])) for row in sample))
 
 
 def guess_text_columns(columns: list[str]) -> list[str]:
@@ -96,7 +139,8 @@ def predict_logits(
     max_len = min(max_seq_length, runner.max_length)
     order = sorted(range(len(texts_a)), key=lambda i: len(texts_a[i]) + len(texts_b[i] if texts_b else ""))
     out: np.ndarray | None = None
-    for start in range(0, len(order), batch_size):
+    starts = range(0, len(order), batch_size)
+    for start in progress(starts, len(starts), "predict"):
         idx = order[start : start + batch_size]
         b = [texts_b[i] for i in idx] if texts_b is not None else None
         logits = runner(encode(tok, [texts_a[i] for i in idx], b, max_len))
@@ -116,16 +160,10 @@ def _write(path: Path, rows: list[dict[str, Any]]) -> None:
     if suffix == ".jsonl":
         buf.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
     else:
-        fields = list(rows[0])
-        if suffix == ".tsv":
-            buf.write("\t".join(fields) + "\n")
-            for r in rows:
-                cells = [str(r[f]).replace("\t", " ").replace("\n", " ").replace("\r", " ") for f in fields]
-                buf.write("\t".join(cells) + "\n")
-        else:
-            writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
-            writer.writeheader()
-            writer.writerows(rows)
+        sep = "\t" if suffix == ".tsv" else ","  # standard quoting: texts come back as they were
+        writer = csv.DictWriter(buf, fieldnames=list(rows[0]), delimiter=sep, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
         f.write(buf.getvalue())
@@ -143,11 +181,18 @@ def predict_file(
     threads: int | None = None,
     cache_dir: str | None = None,
     allow_new_head: bool = False,
+    header: bool = True,
+    delimiter: str | None = None,
 ) -> dict[str, Any]:
-    """Classify every row of ``input_path`` and write labels + probabilities to ``output_path``."""
+    """Classify every row of ``input_path`` and write labels + probabilities to ``output_path``.
+
+    Output rows are the input's columns (``"0"``, ``"1"``, ... without a header) plus ``prediction``
+    (the label name of the model's ``id2label``) and ``prob_<label>`` per class, or ``score``.
+    """
     output_path = Path(output_path)
     _format(output_path, "output")
-    rows, cols = read_rows(input_path, text_columns)
+    rows, cols = read_rows(input_path, text_columns, header=header, delimiter=delimiter)
+    report_rows("predict", rows)
     runner = load_runner(model, backend, threads=threads, cache_dir=cache_dir)
     if hasattr(runner, "model"):
         refuse_new_head(runner.model, model, allow_new_head, "")

@@ -84,15 +84,23 @@ def resolve_model_path(name: str | os.PathLike) -> str:
 
 
 def _label_kwargs(task: TaskSpec) -> dict:
+    """The config keys of the task's head: the size and, for classes, their names (``id2label``)."""
     if task.is_regression:
         return dict(num_labels=1, problem_type="regression")
-    labels = list(task.labels or [])
+    labels = list(task.class_names or [])
     return dict(
         num_labels=len(labels),
         id2label={i: lab for i, lab in enumerate(labels)},
         label2id={lab: i for i, lab in enumerate(labels)},
         problem_type="single_label_classification",
     )
+
+
+def name_labels(model: PreTrainedModel, task: TaskSpec) -> None:
+    """Give a classifier whose head fits ``task`` the task's label names (saved in its config.json)."""
+    if not task.is_regression and model.config.num_labels == task.num_labels:
+        for key, value in _label_kwargs(task).items():
+            setattr(model.config, key, value)
 
 
 def model_name(model: Any) -> str:

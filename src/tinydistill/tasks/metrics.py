@@ -33,8 +33,9 @@ def _corr(fn: Callable[..., Any], preds: np.ndarray, labels: np.ndarray) -> floa
 def compute_metrics(spec: TaskSpec, preds: Any, labels: Any) -> dict[str, float]:
     """Compute ``spec.metrics`` for predictions against gold labels.
 
-    ``preds`` are class indices (2-D logits are arg-maxed) or floats for regression. F1 is binary
-    with positive class 1 for two-label tasks and macro-averaged otherwise.
+    ``preds`` are class indices (2-D logits are arg-maxed) or floats for regression. ``f1`` is the
+    binary F1 of class 1 (the positive class: MRPC, QQP, binary custom tasks); ``f1_macro`` the mean
+    F1 over the classes present in ``labels`` (a class absent from the gold labels has no F1).
     """
     p = np.asarray(preds)
     y = np.asarray(labels)
@@ -60,11 +61,10 @@ def compute_metrics(spec: TaskSpec, preds: Any, labels: Any) -> dict[str, float]
             elif name == "mcc":
                 out[name] = _finite(matthews_corrcoef(y, p))
             elif name == "f1":
-                if spec.num_labels == 2:
-                    value = f1_score(y, p, average="binary", pos_label=1, zero_division=0)
-                else:
-                    value = f1_score(y, p, average="macro", zero_division=0)
-                out[name] = _finite(value)
+                out[name] = _finite(f1_score(y, p, average="binary", pos_label=1, zero_division=0))
+            elif name == "f1_macro":
+                present = np.unique(y)
+                out[name] = _finite(f1_score(y, p, labels=present, average="macro", zero_division=0))
             elif name == "pearson":
                 out[name] = _corr(stats.pearsonr, p, y)
             elif name == "spearman":

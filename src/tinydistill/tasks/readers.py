@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import csv
-import json
 import math
 import operator
 import os
 import tempfile
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
+from typing import TextIO
 
 from tinydistill.errors import TinyDistillError
 from tinydistill.tasks.registry import Example, TaskSpec
+from tinydistill.tasks.rows import Rows
+from tinydistill.tasks.table import Record, Table, read_lines, read_table_file
 
 __all__ = [
     "read_glue_split",
@@ -31,33 +33,22 @@ _HF_SPLITS = {
     "dev_mismatched": "validation_mismatched",
 }
 _INDEX_COLUMNS = {"index", "id", "qid1", "qid2", "#1 id", "#2 id", "promptid", "pairid", "old_index"}
-_TABLE_SUFFIXES = (".csv", ".tsv", ".jsonl")
 
 
-def _read_lines(path: Path) -> list[str]:
-    """Lines without their ``\\n`` (and a CR before it), trailing blank lines dropped.
+def read_tsv_file(spec: TaskSpec, path: str | Path) -> Rows:
+    """Read an explicit file laid out like the task's TSV (e.g. augmented training data).
 
-    Only ``\\n`` ends a line, so a stray CR inside a sentence never splits a row.
+    GLUE layouts are read line by line with no quoting (GLUE's files hold stray ``"`` characters);
+    a custom task's layout (``write_tsv``) is a quoted TSV read by :func:`read_table`.
     """
-    try:
-        with open(path, encoding="utf-8-sig", newline="\n") as f:
-            lines = [line[:-1] if line.endswith("\n") else line for line in f]
-    except UnicodeDecodeError as e:
-        raise TinyDistillError(f"{path}: not valid UTF-8 text ({e.reason} at byte {e.start})") from None
-    except OSError as e:
-        raise TinyDistillError(f"{path}: cannot read file ({e.strerror or e})") from None
-    lines = [line[:-1] if line.endswith("\r") else line for line in lines]
-    while lines and not lines[-1].strip():
-        lines.pop()
-    return lines
-
-
-def read_tsv_file(spec: TaskSpec, path: str | Path) -> list[Example]:
-    """Read an explicit file laid out like the task's GLUE TSV (e.g. augmented training data)."""
     path = Path(path)
+    if spec.hf_name is None:
+        names = [c for c in (spec.hf_text_a, spec.hf_text_b) if c]
+        label = spec.columns[spec.label_col]
+        return read_table(path, names, label, spec, header=spec.has_header, delimiter="\t")
     if not path.is_file():
         raise TinyDistillError(f"file not found: {path}")
-    lines = _read_lines(path)
+    lines = read_lines(path)
     start = 1 if spec.has_header else 0
     min_cols = spec.min_cols
     examples: list[Example] = []
@@ -77,10 +68,10 @@ def read_tsv_file(spec: TaskSpec, path: str | Path) -> list[Example]:
         examples.append(Example(cols[spec.text_a_col], text_b, label))
     if not examples:
         raise TinyDistillError(f"{path}: no examples")
-    return examples
+    return Rows(examples, str(path))
 
 
-def read_glue_split(spec: TaskSpec, data_dir: str | Path, split: str) -> list[Example]:
+def read_glue_split(spec: TaskSpec, data_dir: str | Path, split: str) -> Rows:
     """Read ``<data_dir>/<spec.name>/<split>.tsv``."""
     path = Path(data_dir) / spec.name / f"{split}.tsv"
     if not path.is_file():
@@ -88,7 +79,7 @@ def read_glue_split(spec: TaskSpec, data_dir: str | Path, split: str) -> list[Ex
     return read_tsv_file(spec, path)
 
 
-def load_split(spec: TaskSpec, data_dir: str | Path | None, split: str) -> list[Example]:
+def load_split(spec: TaskSpec, data_dir: str | Path | None, split: str) -> Rows:
     """Read a split from local GLUE TSVs when ``data_dir`` is given, else from the HF hub."""
     if data_dir is not None:
         return read_glue_split(spec, data_dir, split)
@@ -100,7 +91,7 @@ def _one_line(text: str, limit: int = 200) -> str:
     return flat if len(flat) <= limit else flat[: limit - 3] + "..."
 
 
-def load_hf_split(spec: TaskSpec, split: str) -> list[Example]:
+def load_hf_split(spec: TaskSpec, split: str) -> Rows:
     """Load a GLUE split with HF ``datasets`` (labels there are already indices in our order)."""
     if spec.hf_name is None or spec.hf_text_a is None:
         raise TinyDistillError(
@@ -137,7 +128,7 @@ def load_hf_split(spec: TaskSpec, split: str) -> list[Example]:
         examples.append(Example(str(row[spec.hf_text_a]), text_b, label))
     if not examples:
         raise TinyDistillError(f"HF GLUE {spec.name} split '{hf_split}': no examples")
-    return examples
+    return Rows(examples, f"the HF hub (nyu-mll/glue {spec.hf_name} {hf_split})")
 
 
 # --------------------------------------------------------------------------- custom tables
@@ -152,74 +143,30 @@ def _scalar_str(value: object) -> str:
     return str(value)
 
 
-def _missing_column(where: str, name: str, columns: Iterable[str]) -> TinyDistillError:
-    return TinyDistillError(f"{where}: column {name!r} not found (columns: {', '.join(columns)})")
+EMPTY_TEXT = "empty text"
 
 
-def _iter_records(path: Path, wanted: Sequence[str]) -> Iterator[tuple[int, dict[str, object]]]:
-    """Yield ``(line number, row)`` for a .csv/.tsv/.jsonl file, checking the ``wanted`` columns exist."""
-    suffix = path.suffix.lower()
-    if suffix not in _TABLE_SUFFIXES:
-        raise TinyDistillError(
-            f"{path}: unsupported file type {suffix or '(none)'!r} (expected .csv, .tsv or .jsonl)"
-        )
-    if not path.is_file():
-        raise TinyDistillError(f"file not found: {path}")
-    if suffix == ".jsonl":
-        for lineno, line in enumerate(_read_lines(path), start=1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise TinyDistillError(
-                    f"{path}:{lineno}: invalid JSON ({e.msg} at column {e.colno})"
-                ) from None
-            if not isinstance(obj, dict):
-                raise TinyDistillError(f"{path}:{lineno}: expected a JSON object, found {type(obj).__name__}")
-            for name in wanted:
-                if name not in obj:
-                    raise _missing_column(f"{path}:{lineno}", name, obj)
-            yield lineno, obj
-        return
-    if suffix == ".tsv":
-        numbered = [
-            (i, line.split("\t")) for i, line in enumerate(_read_lines(path), start=1) if line.strip()
-        ]
-    else:
-        numbered = list(_read_csv(path))
-    if not numbered:
-        return
-    header = [h.strip() for h in numbered[0][1]]
-    seen: set[str] = set()
-    for h in header:
-        if h in seen:
-            raise TinyDistillError(f"{path}: duplicate column {h!r} in header")
-        seen.add(h)
-    for name in wanted:
-        if name not in seen:
-            raise _missing_column(str(path), name, header)
-    for lineno, cols in numbered[1:]:
-        if len(cols) != len(header):
-            raise TinyDistillError(f"{path}:{lineno}: expected {len(header)} columns, found {len(cols)}")
-        yield lineno, dict(zip(header, cols, strict=True))
+def _text(value: object) -> str:
+    if value is None:
+        return ""
+    return value if isinstance(value, str) else _scalar_str(value)
 
 
-def _read_csv(path: Path) -> Iterator[tuple[int, list[str]]]:
-    """CSV rows with the line number each starts on (quoted fields may span lines); blank rows skipped."""
-    try:
-        with open(path, encoding="utf-8-sig", newline="") as f:
-            reader = csv.reader(f)
-            start = 1
-            try:
-                for row in reader:
-                    if row and any(cell.strip() for cell in row):
-                        yield start, row
-                    start = reader.line_num + 1
-            except csv.Error as e:
-                raise TinyDistillError(f"{path}:{reader.line_num}: malformed CSV ({e})") from None
-    except UnicodeDecodeError as e:
-        raise TinyDistillError(f"{path}: not valid UTF-8 text ({e.reason} at byte {e.start})") from None
+def _kept(table: Table, text_keys: Sequence[str]) -> list[Record]:
+    """The records whose text columns are all non-empty; the others are counted as skipped."""
+    kept = []
+    for lineno, row in table.records:
+        if text_keys and any(not _text(row[k]).strip() for k in text_keys):
+            table.skip(EMPTY_TEXT)
+            continue
+        kept.append((lineno, row))
+    return kept
+
+
+def _no_examples(table: Table) -> TinyDistillError:
+    skipped = sum(table.skipped.values())
+    why = f" ({skipped} rows skipped: {', '.join(table.skipped)})" if skipped else ""
+    return TinyDistillError(f"{table.path}: no examples{why}")
 
 
 def read_table(
@@ -227,31 +174,32 @@ def read_table(
     text_columns: Sequence[str],
     label_column: str | None,
     spec: TaskSpec | None = None,
-) -> list[Example]:
-    """Read a user dataset with named columns (.csv with quoting, .tsv without, or .jsonl).
+    *,
+    header: bool = True,
+    delimiter: str | None = None,
+) -> Rows:
+    """Read a user dataset (.csv / .tsv with standard quoting, or .jsonl; see :mod:`tinydistill.tasks.table`).
 
-    With ``spec`` labels go through ``spec.label_to_index``. Without it, labels are class indices in
-    the order of ``infer_labels`` (i.e. this file's own sorted label set); a missing ``label_column``
-    gives unlabeled examples.
+    Columns are named by the header, or by position (``"0"``, ``"1"``, ...) with ``header=False``.
+    Rows with an empty text are skipped (and counted). With ``spec`` labels go through
+    ``spec.label_to_index``. Without it, labels are class indices in the order of ``infer_labels``
+    (this file's own sorted label set); a missing ``label_column`` gives unlabeled examples.
     """
     path = Path(path)
     if not 1 <= len(text_columns) <= 2:
         raise TinyDistillError(f"{path}: expected 1 or 2 text columns, got {len(text_columns)}")
-    wanted = [*text_columns, *([label_column] if label_column else [])]
-    if label_column and spec is None:
-        labels = infer_labels(path, label_column)
-        index = {label: i for i, label in enumerate(labels)}
+    table = read_table_file(path, header=header, delimiter=delimiter)
+    text_keys = table.keys(text_columns)
+    label_key = table.keys([label_column])[0] if label_column else None
+    rows = _kept(table, text_keys)
+    if label_key is not None and spec is None:
+        index = {label: i for i, label in enumerate(_labels_of(table, rows, label_key))}
     examples: list[Example] = []
-    for lineno, row in _iter_records(path, wanted):
-        texts: list[str] = []
-        for name in text_columns:
-            value = row[name]
-            if value is None:
-                raise TinyDistillError(f"{path}:{lineno}: column {name!r} is empty (null)")
-            texts.append(value if isinstance(value, str) else _scalar_str(value))
+    for lineno, row in rows:
+        texts = [_text(row[k]) for k in text_keys]
         label: int | float | None = None
-        if label_column:
-            raw = _scalar_str(row[label_column])
+        if label_key is not None:
+            raw = _scalar_str(row[label_key])
             if spec is not None:
                 try:
                     label = spec.label_to_index(raw)
@@ -261,35 +209,52 @@ def read_table(
                 label = index[raw.strip()]
         examples.append(Example(texts[0], texts[1] if len(texts) > 1 else None, label))
     if not examples:
-        raise TinyDistillError(f"{path}: no examples")
-    return examples
+        raise _no_examples(table)
+    return Rows(examples, str(path), table.skipped, table.note)
 
 
-def infer_labels(path: str | Path, label_column: str, declared: list[str] | None = None) -> list[str]:
+def infer_labels(
+    path: str | Path,
+    label_column: str,
+    declared: list[str] | None = None,
+    *,
+    text_columns: Sequence[str] = (),
+    header: bool = True,
+    delimiter: str | None = None,
+) -> list[str]:
     """Sorted distinct label strings of a user file (numerically when all are integers).
 
-    With ``declared`` labels any other value is an error; without, a class label seen on one row of
-    20 or more is taken for a typo (an error that lists the labels seen and names ``--labels``).
+    Rows that ``read_table`` skips (an empty text in ``text_columns``) do not count. With ``declared``
+    labels any other value is an error; without, a class label seen on one row of 20 or more is taken
+    for a typo (an error that lists the labels seen and names ``--labels``).
     """
-    path = Path(path)
+    table = read_table_file(path, header=header, delimiter=delimiter)
+    text_keys = table.keys(text_columns)
+    label_key = table.keys([label_column])[0]
+    return _labels_of(table, _kept(table, text_keys), label_key, declared)
+
+
+def _labels_of(
+    table: Table, rows: Sequence[Record], label_key: str, declared: list[str] | None = None
+) -> list[str]:
     counts: dict[str, int] = {}
     first: dict[str, int] = {}
-    for lineno, row in _iter_records(path, [label_column]):
-        raw = row[label_column]
+    for lineno, row in rows:
+        raw = row[label_key]
         value = "" if raw is None else _scalar_str(raw).strip()
         if not value:
-            raise TinyDistillError(f"{path}:{lineno}: empty label in column {label_column!r}")
+            raise TinyDistillError(f"{table.path}:{lineno}: empty label in column {label_key!r}")
         if declared is not None and value not in declared:
             raise TinyDistillError(
-                f"{path}:{lineno}: label {value!r} is not one of the declared labels {declared}"
+                f"{table.path}:{lineno}: label {value!r} is not one of the declared labels {declared}"
             )
         counts[value] = counts.get(value, 0) + 1
         first.setdefault(value, lineno)
     if not counts:
-        raise TinyDistillError(f"{path}: no examples")
+        raise _no_examples(table)
     if declared is not None:
         return list(declared)
-    _refuse_typos(path, counts, first)
+    _refuse_typos(table.path, counts, first)
     try:
         return sorted(counts, key=int)
     except ValueError:
@@ -348,32 +313,43 @@ def _raw_label(spec: TaskSpec, label: int | float | None, i: int) -> str:
     return spec.labels[idx]
 
 
+def _row_writer(f: TextIO, quoted: bool) -> Callable[[list[str]], object]:
+    """Tab-separated rows: with standard CSV quoting, or joined as they are (GLUE)."""
+    if quoted:
+        return csv.writer(f, delimiter="\t", lineterminator="\n").writerow
+    return lambda cols: f.write("\t".join(cols) + "\n")
+
+
 def write_tsv(spec: TaskSpec, examples: Iterable[Example], path: str | Path) -> None:
     """Write examples in the task's TSV layout so that ``read_tsv_file`` reads them back.
 
-    Tabs and line breaks inside texts become spaces. Columns the task does not use are filled with
-    the row index (id-like columns) or ``-``. The file appears atomically (temp file + rename).
+    GLUE layouts have no quoting: tabs and line breaks inside texts become spaces. A custom task's
+    layout is a TSV with standard quoting (texts kept as they are). Columns the task does not use are
+    filled with the row index (id-like columns) or ``-``. The file appears atomically (temp file + rename).
     """
     path = Path(path)
     names = spec.columns + tuple(f"col{i}" for i in range(len(spec.columns), spec.min_cols))
     label_col = spec.label_col % len(names)
+    quoted = spec.hf_name is None
+    clean = (lambda text: text) if quoted else _clean
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+            write = _row_writer(f, quoted)
             if spec.has_header:
-                f.write("\t".join(names) + "\n")
+                write(list(names))
             for i, ex in enumerate(examples):
                 raw_label = _raw_label(spec, ex.label, i)
                 cols = [str(i) if name.lower() in _INDEX_COLUMNS else "-" for name in names]
                 for j, name in enumerate(names):
                     if name.startswith("label") and spec.label_col < 0:
                         cols[j] = raw_label  # MNLI's annotator columns mirror the gold label
-                cols[spec.text_a_col] = _clean(ex.text_a)
+                cols[spec.text_a_col] = clean(ex.text_a)
                 if spec.text_b_col is not None:
-                    cols[spec.text_b_col] = _clean(ex.text_b or "")
+                    cols[spec.text_b_col] = clean(ex.text_b or "")
                 cols[label_col] = raw_label
-                f.write("\t".join(cols) + "\n")
+                write(cols)
         os.replace(tmp_name, path)
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)

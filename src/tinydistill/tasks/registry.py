@@ -11,7 +11,8 @@ from tinydistill.errors import TinyDistillError
 
 __all__ = ["Example", "TaskSpec", "GLUE_TASKS", "get_task", "custom_task"]
 
-_KNOWN_METRICS = ("mcc", "accuracy", "f1", "pearson", "spearman")
+# f1: the positive class's F1 (binary tasks); f1_macro: the mean F1 over the classes in the gold labels
+_KNOWN_METRICS = ("mcc", "accuracy", "f1", "f1_macro", "pearson", "spearman")
 
 
 @dataclass(frozen=True)
@@ -30,7 +31,8 @@ class TaskSpec:
     Column indices describe the task's TSV layout (0-based). ``label_col = -1`` means the last
     column (MNLI has a different number of columns in train and dev). ``n_cols = None`` means the
     number of columns varies and only a minimum is checked. ``columns`` holds the header names used
-    when writing a file in this layout.
+    when writing a file in this layout. ``labels`` are the label strings of the files (class ids in
+    their order); ``label_names`` what people read (``id2label``, predictions), when they differ.
     """
 
     name: str
@@ -51,6 +53,7 @@ class TaskSpec:
     hf_text_a: str | None
     hf_text_b: str | None
     columns: tuple[str, ...] = ()
+    label_names: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         for metric in self.metrics:
@@ -60,10 +63,17 @@ class TaskSpec:
             raise ValueError(f"primary metric {self.primary_metric!r} not in {self.metrics}")
         if self.columns and self.n_cols is not None and len(self.columns) != self.n_cols:
             raise ValueError(f"task {self.name}: {len(self.columns)} column names for {self.n_cols} columns")
+        if self.label_names is not None and len(self.label_names) != len(self.labels or ()):
+            raise ValueError(f"task {self.name}: {len(self.label_names)} names for {self.num_labels} labels")
 
     @property
     def is_regression(self) -> bool:
         return self.labels is None
+
+    @property
+    def class_names(self) -> tuple[str, ...] | None:
+        """The classes' names in id order (``label_names``, else ``labels``); None for regression."""
+        return self.label_names or self.labels
 
     @property
     def num_labels(self) -> int:
@@ -117,6 +127,7 @@ def _glue(
     dev_splits: tuple[str, ...] = ("dev",),
     epochs: float = 3.0,
     max_seq_length: int = 128,
+    names: tuple[str, ...] | None = None,
 ) -> TaskSpec:
     return TaskSpec(
         name=name,
@@ -137,6 +148,7 @@ def _glue(
         hf_text_a=hf_text[0],
         hf_text_b=hf_text[1],
         columns=columns,
+        label_names=names,
     )
 
 
@@ -155,21 +167,24 @@ _STSB_COLUMNS = (
     "sentence1", "sentence2", "score",
 )  # fmt: skip
 
-# Small tasks (a few thousand training rows or fewer) get 5 epochs; the large ones keep 3.
+# Small tasks (a few thousand training rows or fewer) get 5 epochs; the large ones keep 3. Tasks whose
+# files hold 0/1 labels name their classes (``names``: id2label, predictions), as the HF GLUE dataset does.
 GLUE_TASKS: dict[str, TaskSpec] = {
     spec.name: spec
     for spec in (
         _glue("CoLA", "cola", _BINARY, ("mcc",), "mcc", ("source", "label", "original_label", "sentence"),
-              3, None, 1, ("sentence", None), has_header=False, epochs=5.0, max_seq_length=64),
+              3, None, 1, ("sentence", None), has_header=False, epochs=5.0, max_seq_length=64,
+              names=("unacceptable", "acceptable")),
         _glue("SST-2", "sst2", _BINARY, ("accuracy",), "accuracy", ("sentence", "label"),
-              0, None, 1, ("sentence", None), max_seq_length=64),
+              0, None, 1, ("sentence", None), max_seq_length=64, names=("negative", "positive")),
         _glue("MRPC", "mrpc", _BINARY, ("f1", "accuracy"), "f1",
-              ("Quality", "#1 ID", "#2 ID", "#1 String", "#2 String"), 3, 4, 0, _PAIR, epochs=5.0),
+              ("Quality", "#1 ID", "#2 ID", "#1 String", "#2 String"), 3, 4, 0, _PAIR, epochs=5.0,
+              names=("not_equivalent", "equivalent")),
         _glue("STS-B", "stsb", None, ("pearson", "spearman"), "spearman", _STSB_COLUMNS,
               7, 8, 9, _PAIR, epochs=5.0),
         _glue("QQP", "qqp", _BINARY, ("f1", "accuracy"), "f1",
               ("id", "qid1", "qid2", "question1", "question2", "is_duplicate"), 3, 4, 5,
-              ("question1", "question2"), fixed_cols=False),
+              ("question1", "question2"), fixed_cols=False, names=("not_duplicate", "duplicate")),
         _glue("MNLI", "mnli", _ENTAIL3, ("accuracy",), "accuracy", _MNLI_COLUMNS, 8, 9, -1,
               ("premise", "hypothesis"), fixed_cols=False, dev_splits=("dev_matched", "dev_mismatched")),
         _glue("QNLI", "qnli", _ENTAIL2, ("accuracy",), "accuracy", ("index", "question", "sentence", "label"),
@@ -177,7 +192,7 @@ GLUE_TASKS: dict[str, TaskSpec] = {
         _glue("RTE", "rte", _ENTAIL2, ("accuracy",), "accuracy", _IDX_S1_S2_LABEL, 1, 2, 3, _PAIR,
               epochs=5.0),
         _glue("WNLI", "wnli", _BINARY, ("accuracy",), "accuracy", _IDX_S1_S2_LABEL, 1, 2, 3, _PAIR,
-              epochs=5.0),
+              epochs=5.0, names=("not_entailment", "entailment")),  # WNLI's 1 is entailment
     )
 }  # fmt: skip
 
@@ -208,6 +223,7 @@ def custom_task(
     text_columns: Sequence[str] = ("text_a", "text_b"),
     label_column: str = "label",
     *,
+    header: bool = True,
     epochs: float = 3.0,
     learning_rate: float = 2e-5,
     max_seq_length: int = 128,
@@ -216,14 +232,16 @@ def custom_task(
     """Build a spec for a user dataset; ``labels=None`` makes it a regression task.
 
     Its TSV layout (used by ``write_tsv``/``read_tsv_file``) is ``text_a [text_b] label`` with a header
-    row named after ``text_columns`` and ``label_column``.
+    row named after ``text_columns`` and ``label_column``; with ``header=False`` the columns are
+    positions (``"1"``, ``"0"``) and the layout puts each at its position, without a header row.
+    Binary tasks report the F1 of their second class (``f1``), larger ones the macro F1 (``f1_macro``).
     """
     n_text = 2 if text_b else 1
     if len(text_columns) < n_text:
         raise TinyDistillError(
             f"custom task {name!r} needs {n_text} text column names, got {len(text_columns)}"
         )
-    text_names = tuple(str(c) for c in text_columns[:n_text])
+    text_names = tuple(str(c).strip() for c in text_columns[:n_text])
     if labels is not None:
         label_tuple = tuple(str(label).strip() for label in labels)
         if len(set(label_tuple)) != len(label_tuple):
@@ -231,12 +249,19 @@ def custom_task(
         if len(label_tuple) < 2:
             found = ", ".join(repr(x) for x in label_tuple) or "none"
             raise TinyDistillError(f"custom task {name!r} needs at least 2 distinct labels, found: {found}")
-        metrics: tuple[str, ...] = ("accuracy", "f1")
+        metrics: tuple[str, ...] = ("accuracy", "f1" if len(label_tuple) == 2 else "f1_macro")
         primary = "accuracy"
     else:
         label_tuple = None
         metrics = ("pearson", "spearman")
         primary = "spearman"
+    used = (*text_names, str(label_column).strip())
+    if header:
+        positions = list(range(len(used)))
+        columns = used
+    else:
+        positions = _positions(used)
+        columns = tuple(str(i) for i in range(max(positions) + 1))
     return TaskSpec(
         name=name,
         hf_name=None,
@@ -244,16 +269,30 @@ def custom_task(
         metrics=metrics,
         primary_metric=primary,
         dev_splits=("dev",),
-        text_a_col=0,
-        text_b_col=1 if text_b else None,
-        label_col=n_text,
-        has_header=True,
-        n_cols=n_text + 1,
+        text_a_col=positions[0],
+        text_b_col=positions[1] if text_b else None,
+        label_col=positions[-1],
+        has_header=header,
+        n_cols=len(columns),
         epochs=epochs,
         learning_rate=learning_rate,
         max_seq_length=max_seq_length,
         batch_size=batch_size,
         hf_text_a=text_names[0],
         hf_text_b=text_names[1] if text_b else None,
-        columns=(*text_names, label_column),
+        columns=columns,
     )
+
+
+def _positions(columns: Sequence[str]) -> list[int]:
+    """Column positions of a file without a header (``--text-columns 1 --label-column 0``)."""
+    bad = [c for c in columns if not c.isdigit()]
+    if bad:
+        raise TinyDistillError(
+            f"without a header, columns are given by position (0, 1, ...): got {', '.join(map(repr, bad))} "
+            "(e.g. --text-columns 1 --label-column 0)"
+        )
+    positions = [int(c) for c in columns]
+    if len(set(positions)) != len(positions):
+        raise TinyDistillError(f"a column is used twice: {', '.join(columns)}")
+    return positions

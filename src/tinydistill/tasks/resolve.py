@@ -16,6 +16,7 @@ from tinydistill.tasks.readers import (
     read_tsv_file,
 )
 from tinydistill.tasks.registry import Example, TaskSpec, custom_task, get_task
+from tinydistill.tasks.rows import Rows, report_rows
 
 
 @dataclass
@@ -40,31 +41,47 @@ def custom_spec(
     label_column: str,
     model_labels: list[str] | None = None,
     declared: list[str] | None = None,
+    *,
+    header: bool = True,
+    delimiter: str | None = None,
 ) -> TaskSpec:
     """A user task: labels from the model's head when it has named ones, else declared (``--labels``),
     else from the train file."""
+    if not header and not text_columns:
+        raise TinyDistillError("without a header, give the text column(s) by position: --text-columns 1")
     columns = text_columns or ["text"]
     if model_labels is not None:
         labels: list[str] | None = model_labels
     elif declared and not train_file:
         labels = list(declared)
     else:
-        values = infer_labels(_check_file(train_file, "--train-file"), label_column, declared)
+        path = _check_file(train_file, "--train-file")
+        values = infer_labels(
+            path, label_column, declared, text_columns=columns, header=header, delimiter=delimiter
+        )
         labels = values if declared else (None if looks_like_regression(values) else values)
-    return custom_task(labels, text_b=len(columns) > 1, text_columns=columns, label_column=label_column)
+    return custom_task(
+        labels, text_b=len(columns) > 1, text_columns=columns, label_column=label_column, header=header
+    )
 
 
 def read_train_file(
-    spec: TaskSpec, path: str, text_columns: list[str] | None, label_column: str
-) -> list[Example]:
-    """An explicit train file: the task's own TSV layout for GLUE tasks, else named columns."""
+    spec: TaskSpec,
+    path: str,
+    text_columns: list[str] | None,
+    label_column: str,
+    *,
+    header: bool = True,
+    delimiter: str | None = None,
+) -> Rows:
+    """An explicit train (or dev) file: the task's own TSV layout for GLUE tasks, else a user table."""
     p = Path(path)
     if not p.is_file():
         raise TinyDistillError(f"train file not found: {p}")
-    if spec.hf_name is not None and p.suffix.lower() == ".tsv" and not text_columns:
+    if spec.hf_name is not None and p.suffix.lower() == ".tsv" and not text_columns and header:
         return read_tsv_file(spec, p)
     columns = text_columns or [c for c in (spec.hf_text_a, spec.hf_text_b) if c]
-    return read_table(p, columns, label_column, spec)
+    return read_table(p, columns, label_column, spec, header=header, delimiter=delimiter)
 
 
 def load_task_data(
@@ -78,37 +95,43 @@ def load_task_data(
     need_train: bool = True,
     need_dev: bool = True,
     labels: list[str] | None = None,
+    *,
+    header: bool = True,
+    delimiter: str | None = None,
 ) -> TaskData:
-    """Read everything a run needs, before anything is written to its output directory."""
-    if task.lower() == "custom":
-        spec = custom_spec(train_file, text_columns, label_column, model_labels, labels)
-        columns = list(text_columns or ["text"])
-        train = (
-            read_table(_check_file(train_file, "--train-file"), columns, label_column, spec)
-            if need_train
-            else []
-        )
-        dev = (
-            {"dev": read_table(_check_file(dev_file, "--dev-file"), columns, label_column, spec)}
-            if need_dev
-            else {}
-        )
-        return TaskData(spec, train, dev)
-    spec = get_task(task)
-    if data_dir is not None and not Path(data_dir).is_dir():
-        raise TinyDistillError(f"data dir not found: {data_dir}")
+    """Read everything a run needs, before anything is written to its output directory.
+
+    Says on stderr how many rows each split has (:func:`~tinydistill.tasks.rows.report_rows`).
+    """
+    table = dict(header=header, delimiter=delimiter)
     train: list[Example] = []
-    if need_train:
-        if train_file:
-            train = read_train_file(spec, train_file, text_columns, label_column)
-        else:
-            train = load_split(spec, data_dir, "train")
-    if not need_dev:
-        dev = {}
-    elif dev_file:
-        dev = {"dev": read_train_file(spec, dev_file, text_columns, label_column)}
+    dev: dict[str, list[Example]] = {}
+    if task.lower() == "custom":
+        spec = custom_spec(train_file, text_columns, label_column, model_labels, labels, **table)
+        columns = list(text_columns or ["text"])
+        if need_train:
+            path = _check_file(train_file, "--train-file")
+            train = read_table(path, columns, label_column, spec, **table)
+        if need_dev:
+            path = _check_file(dev_file, "--dev-file")
+            dev = {"dev": read_table(path, columns, label_column, spec, **table)}
     else:
-        dev = {split: load_split(spec, data_dir, split) for split in spec.dev_splits}
+        spec = get_task(task)
+        if data_dir is not None and not Path(data_dir).is_dir():
+            raise TinyDistillError(f"data dir not found: {data_dir}")
+        if need_train:
+            if train_file:
+                train = read_train_file(spec, train_file, text_columns, label_column, **table)
+            else:
+                train = load_split(spec, data_dir, "train")
+        if need_dev and dev_file:
+            dev = {"dev": read_train_file(spec, dev_file, text_columns, label_column, **table)}
+        elif need_dev:
+            dev = {split: load_split(spec, data_dir, split) for split in spec.dev_splits}
+    if need_train:
+        report_rows("train", train)
+    for split, rows in dev.items():
+        report_rows(split, rows)
     return TaskData(spec, train, dev)
 
 
@@ -117,7 +140,7 @@ def as_examples(rows: Iterable[Any], spec: TaskSpec) -> list[Example]:
 
     A row is an :class:`Example`, a tuple ``(text, label)`` / ``(text_a, text_b, label)``, or a mapping
     with ``text``/``text_a``/``sentence``/``sentence1`` (+ ``text_b``/``sentence2``) and ``label``.
-    Labels are class indices, the task's label names, or floats for regression.
+    Labels are class indices, the task's labels (as in its files, or their names), or floats for regression.
     """
     out = []
     for i, row in enumerate(rows):
@@ -153,6 +176,8 @@ def _label(label: Any, spec: TaskSpec, i: int) -> int | float | None:
         return float(label)
     if isinstance(label, str) and label in spec.labels:
         return spec.labels.index(label)
+    if isinstance(label, str) and spec.label_names and label in spec.label_names:
+        return spec.label_names.index(label)  # SST-2's "positive" as well as its "1"
     if isinstance(label, int) and not isinstance(label, bool) and 0 <= label < len(spec.labels):
         return label
     raise TinyDistillError(f"row {i}: label {label!r} is not one of {list(spec.labels)} (or their indices)")
