@@ -5,8 +5,10 @@ The toy task is learnable in a few dozen steps: label 1 iff the sentence contain
 
 from __future__ import annotations
 
+import os
 import random
 import re
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -30,6 +32,8 @@ def without_row_counts(stderr: str) -> str:
 def pytest_configure(config):
     # The fixtures are tiny: one thread is faster than two and leaves the other core free.
     torch.set_num_threads(1)
+    # caches built by the code under test (ONNX exports, teacher states) go to a fresh dir, not ~/.cache
+    os.environ["TINYDISTILL_CACHE"] = tempfile.mkdtemp(prefix="tinydistill-test-cache-")
 
 
 def write_vocab(path: Path, words: list[str] = WORDS) -> Path:

@@ -1,4 +1,5 @@
-"""Cached teacher logits: a stage that needs only them runs the student alone and trains the same."""
+"""Teacher caches: logits for a stage that needs only them, mapped states on disk for the others; a
+cached stage runs the student alone and trains the same."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ from transformers import BertForSequenceClassification, BertTokenizerFast
 
 import tinydistill
 from tinydistill.data import EncodedDataset, make_collate
-from tinydistill.tasks import get_task
+from tinydistill.models.capture import enable_capture, forward_reps
+from tinydistill.tasks import Example, get_task
+from tinydistill.training.state_cache import open_or_build
 from tinydistill.training.teacher_cache import logits_only, teacher_logits
 
 
@@ -56,8 +59,8 @@ def test_cached_run_trains_the_same_student(tmp_path) -> None:
             task="sst2", data_dir=str(glue), teacher=str(teacher), student=str(encoder), recipe="kd",
             output=str(out), max_steps=5, batch_size=8, learning_rate=1e-3, teacher_cache=cached,
         )  # fmt: skip
-    assert runs[True]["stages"]["distill"]["teacher_cache"] is True
-    assert runs[False]["stages"]["distill"]["teacher_cache"] is False
+    assert runs[True]["stages"]["distill"]["teacher_cache"] == "logits"
+    assert runs[False]["stages"]["distill"]["teacher_cache"] is None
     a, b = (
         load_file(tmp_path / "kd-True" / "model.safetensors"),
         load_file(tmp_path / "kd-False" / "model.safetensors"),
@@ -68,6 +71,77 @@ def test_cached_run_trains_the_same_student(tmp_path) -> None:
     # TinyBERT: the intermediate step needs the teacher's layers; the prediction step only its logits
     tb = tinydistill.distill(task="sst2", data_dir=str(glue), teacher=str(teacher), student=str(encoder),
                              output=str(tmp_path / "tb"), max_steps=2, batch_size=8)  # fmt: skip
-    assert (
-        tb["stages"]["intermediate"]["teacher_cache"] is False and tb["stages"]["prediction"]["teacher_cache"]
-    )
+    assert tb["stages"]["intermediate"]["teacher_cache"] == "states"
+    assert tb["stages"]["prediction"]["teacher_cache"] == "logits"
+
+
+def test_state_cache_gives_the_teachers_reps(tmp_path) -> None:
+    """Cached (fp32) states equal a per-batch teacher forward on every kept layer, padding aside."""
+    tok = BertTokenizerFast(vocab=str(write_vocab(tmp_path / "vocab.txt")), do_lower_case=True)
+    torch.manual_seed(0)
+    teacher = BertForSequenceClassification(tiny_bert_config(len(tok), layers=4, hidden=32)).eval()
+    enable_capture(teacher)
+    spec = get_task("sst2")
+    rows = [Example(t, None, i % 2) for i, t in enumerate(["good movie", "the plot was dull and boring",
+            "a film", "really quite nice acting and a very fine story", "bad"])]  # fmt: skip
+    data = EncodedDataset(rows, tok, 16, spec)
+    collate = make_collate(tok)
+    cache, why = open_or_build(teacher, data, collate, torch.device("cpu"), [2, 4], True, torch.float32, 1.0,
+                               batch_size=2, home=tmp_path / "states")  # fmt: skip
+    assert cache is not None and why.startswith("built")
+    batch = collate([data[i] for i in (3, 0, 4)])
+    batch["row"] = torch.tensor([3, 0, 4])
+    got = cache.reps(batch)
+    want = forward_reps(teacher, batch, attentions=True, layers=[2, 4])
+    mask = batch["attention_mask"].bool()
+    for layer in (0, 2, 4):
+        torch.testing.assert_close(got.hidden[layer][mask], want.hidden[layer][mask], atol=1e-5, rtol=1e-5)
+    assert got.hidden[1] is None and got.attn_scores[0] is None
+    valid = (mask[:, :, None] & mask[:, None, :])[:, None].expand_as(want.attn_scores[1])
+    for layer in (2, 4):
+        torch.testing.assert_close(
+            got.attn_scores[layer - 1][valid], want.attn_scores[layer - 1][valid], atol=1e-5, rtol=1e-5
+        )
+    torch.testing.assert_close(got.logits, want.logits, atol=1e-5, rtol=1e-5)
+    # the same teacher and rows open the entry; other rows, another teacher or other layers do not
+    assert open_or_build(teacher, data, collate, torch.device("cpu"), [2, 4], True, torch.float32, 1.0,
+                         home=tmp_path / "states")[1].startswith("reused")  # fmt: skip
+    shorter = EncodedDataset(rows, tok, 3, spec)  # another max length
+    assert open_or_build(teacher, shorter, collate, torch.device("cpu"), [2, 4], True, torch.float32, 1.0,
+                         home=tmp_path / "states")[1].startswith("built")  # fmt: skip
+    assert open_or_build(teacher, data, collate, torch.device("cpu"), [1, 4], True, torch.float32, 1.0,
+                         home=tmp_path / "states")[1].startswith("built")  # fmt: skip
+    with torch.no_grad():
+        teacher.classifier.weight.add_(1.0)
+    assert open_or_build(teacher, data, collate, torch.device("cpu"), [2, 4], True, torch.float32, 1.0,
+                         home=tmp_path / "states")[1].startswith("built")  # fmt: skip
+    # over the budget: no cache, and why
+    none, why = open_or_build(teacher, data, collate, torch.device("cpu"), [2, 4], True, torch.float32, 1e-9,
+                              home=tmp_path / "states")  # fmt: skip
+    assert none is None and "over the --teacher-state-cache budget" in why
+
+
+def test_state_cached_run_trains_the_same_student(tmp_path) -> None:
+    """TinyBERT's intermediate step on cached states (fp32) = on a teacher forward every step."""
+    tok = BertTokenizerFast(vocab=str(write_vocab(tmp_path / "vocab.txt")), do_lower_case=True)
+    glue = write_sst2_like(tmp_path / "glue", n_train=48, n_dev=8)
+    torch.manual_seed(0)
+    encoder = tmp_path / "encoder"
+    BertForSequenceClassification(tiny_bert_config(len(tok), layers=2, hidden=32)).save_pretrained(encoder)
+    tok.save_pretrained(encoder)
+    teacher = tmp_path / "teacher"
+    tinydistill.finetune(task="sst2", data_dir=str(glue), model=str(encoder), output=str(teacher),
+                         max_steps=4, mixed_precision="no")  # fmt: skip
+    runs = {}
+    for budget in (1.0, 0.0):
+        runs[budget] = tinydistill.distill(
+            task="sst2", data_dir=str(glue), teacher=str(teacher), student=str(encoder), start="random",
+            output=str(tmp_path / f"tb-{budget}"), stage="intermediate", max_steps=8, batch_size=8,
+            teacher_state_cache=budget, mixed_precision="no",
+        )  # fmt: skip
+    assert runs[1.0]["stages"]["intermediate"]["teacher_cache"] == "states"
+    assert runs[0.0]["stages"]["intermediate"]["teacher_cache"] is None
+    losses = [[h["loss"] for h in runs[b]["stages"]["intermediate"]["history"]] for b in (1.0, 0.0)]
+    assert losses[0] == pytest.approx(losses[1], rel=1e-4)
+    a, b = (load_file(tmp_path / f"tb-{x}" / "model.safetensors") for x in (1.0, 0.0))
+    assert max((a[k] - b[k]).abs().max().item() for k in a) < 1e-4

@@ -227,8 +227,13 @@ class DistillConfig(RunConfig):
     )
     calibration_samples: int = opt(512, "Task rows that rank the teacher's units when pruning.")
     teacher_cache: bool = opt(
-        True, "Compute the teacher's logits once for stages that need nothing else of it (prediction, KD)."
-    )
+        True, "Compute the teacher's outputs once: its logits for stages that need nothing else of it "
+        "(prediction, KD), its mapped states on disk for the others (--teacher-state-cache).",
+    )  # fmt: skip
+    teacher_state_cache: float = opt(
+        8.0, "Disk budget in GB of the teacher's mapped states (hidden + attention scores) kept in the "
+        "cache dir for stages that need them; 0 = run the teacher every step.",
+    )  # fmt: skip
     method: str = opt("tinybert4", "A label for the method (recipes set it).", cli=False)
     layer_map: str = opt("uniform", "Student layer -> teacher layer: uniform | top | bottom | '3,6,9,12'.")
     init_from_teacher: bool = opt(False, "Copy the mapped teacher layers into the student.")
@@ -274,6 +279,10 @@ class DistillConfig(RunConfig):
         )  # fmt: skip
         if self.temperature <= 0:
             raise TinyDistillError(f"temperature must be positive, got {self.temperature}")
+        if self.teacher_state_cache < 0:
+            raise TinyDistillError(
+                f"--teacher-state-cache is a size in GB (0 = off), got {self.teacher_state_cache}"
+            )
         check_method(self)
 
 

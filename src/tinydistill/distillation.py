@@ -9,9 +9,11 @@ term options and gradient perturbation. Each stage is one call of the training l
 from __future__ import annotations
 
 import dataclasses
+import sys
 from pathlib import Path
 from typing import Any
 
+import torch
 from accelerate.utils import set_seed
 
 from tinydistill import config as C
@@ -43,6 +45,7 @@ from tinydistill.training import loop
 from tinydistill.training import schedule as S
 from tinydistill.training.checkpoint import read_meta
 from tinydistill.training.perturb import PerturbOptions
+from tinydistill.training.state_cache import open_or_build
 from tinydistill.training.teacher_cache import cached_reps, logits_only, teacher_logits
 from tinydistill.training.terms import Distiller, build_term_modules, parse_term_options, teacher_reps
 
@@ -159,6 +162,32 @@ def plan(cfg: C.DistillConfig, data: TaskData, m: Models, tokenizer) -> tuple[C.
     return cfg, run
 
 
+def _use_cache(cfg, stage, cache, acc, teacher, train_set, tokenizer, layers, distiller) -> str | None:
+    """Which teacher cache a stage trains on (building it once): ``logits`` when the stage needs nothing
+    else of the teacher, ``states`` (on disk) when the mapped states fit the budget, else None."""
+    if not cfg.teacher_cache:
+        return None
+    collate = make_collate(tokenizer)
+    if logits_only(stage.term_names):
+        if cache["logits"] is None:
+            cache["logits"] = teacher_logits(teacher, train_set, collate, acc.device, cfg.eval_batch_size)
+        return "logits"
+    if cfg.teacher_state_cache <= 0:
+        return None
+    if cache["states"] is None:
+        dtype = torch.bfloat16 if acc.mixed_precision == "bf16" else torch.float32
+        needs_attention = acc.unwrap_model(distiller).needs_attention
+        with acc.main_process_first():  # one process writes the entry, the others open it
+            cache["states"], why = open_or_build(
+                teacher, train_set, collate, acc.device, layers, needs_attention, dtype,
+                cfg.teacher_state_cache, cfg.batch_size,
+            )  # fmt: skip
+        if acc.is_main_process:
+            print(f"{stage.name}: teacher state cache: {why}", file=sys.stderr)
+        cache["states"] = cache["states"] or False  # False: decided, not usable
+    return "states" if cache["states"] else None
+
+
 def _stage_record(stage: S.Stage, schedule: S.Schedule, result: loop.LoopResult) -> dict[str, Any]:
     return {
         "learning_rate": stage.learning_rate,
@@ -225,13 +254,16 @@ def distill(
     teacher = acc.prepare_model(m.teacher, evaluation_mode=True)
     batches = train_batches(train_set, tokenizer, cfg.batch_size, cfg.seed)
 
-    cache: dict[str, Any] = {"logits": None, "use": False}
+    # "logits": teacher logits per row (stages that need nothing else); "states": its mapped states on disk
+    cache: dict[str, Any] = {"logits": None, "states": None, "use": None}
 
     def step_loss(model, batch, step):
         inner = acc.unwrap_model(model)
         inner.set_step(step)  # switches phases inside a stage
-        if cache["use"]:
+        if cache["use"] == "logits":
             return model(batch, cached_reps(cache["logits"], batch))
+        if cache["use"] == "states":
+            return model(batch, cache["states"].reps(batch))
         return model(batch, teacher_reps(teacher, batch, inner.needs_attention, m.layers))
 
     def evaluate() -> Evaluation:
@@ -255,10 +287,7 @@ def distill(
             continue
         schedule = S.Schedule(stage.phases, total)
         acc.unwrap_model(distiller).set_schedule(schedule)
-        cache["use"] = cfg.teacher_cache and logits_only(stage.term_names)
-        if cache["use"] and cache["logits"] is None:
-            collate = make_collate(tokenizer)
-            cache["logits"] = teacher_logits(teacher, train_set, collate, acc.device, cfg.eval_batch_size)
+        cache["use"] = _use_cache(cfg, stage, cache, acc, teacher, train_set, tokenizer, m.layers, distiller)
         here = run.resume if resumed.get("name") == stage.name else None
         meta = {"stage": stage.name, "done": dict(summary["stages"])}
         result = loop.train(
@@ -271,7 +300,7 @@ def distill(
         )  # fmt: skip
         summary["stages"][stage.name] = {
             **_stage_record(stage, schedule, result),
-            "teacher_cache": cache["use"],
+            "teacher_cache": cache["use"],  # logits | states | None (the teacher ran every step)
         }
         offset, seconds = offset + total, seconds + result.seconds
     final = acc.unwrap_model(distiller).student
