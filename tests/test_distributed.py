@@ -193,3 +193,8 @@ def test_world_size_mismatch_is_a_clear_error(world, monkeypatch) -> None:
     error = without_row_counts(result.stderr)
     assert error.startswith("error: ") and error.count("\n") == 1
     assert "torchrun --nproc_per_node N -m tinydistill" in result.stderr
+    # the failed start left nothing behind: a plain run in the same process works
+    monkeypatch.delenv("WORLD_SIZE")
+    args = ["finetune", "--task", "sst2", "--data-dir", str(world["glue"]), "--model", str(world["encoder"])]
+    result = CliRunner().invoke(app, [*args, "--output", str(world["root"] / "after"), "--max-steps", "1"])
+    assert result.exit_code == 0, result.output

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import tiny_bert_config, write_sst2_like, write_vocab
+from conftest import tiny_bert_config, without_row_counts, write_sst2_like, write_vocab
 from safetensors.torch import load_file
 from transformers import BertForSequenceClassification, BertTokenizerFast
 from typer.testing import CliRunner
@@ -196,8 +196,9 @@ def test_a_finished_run_is_never_replaced_without_overwrite(toy) -> None:
         ),
     ]
     again = CliRunner().invoke(app, args)
-    assert again.exit_code == 2 and again.stderr.count("\n") == 1
-    assert again.stderr.startswith(f"error: {finished} holds a finished run: --overwrite to replace it")
+    error = without_row_counts(again.stderr)
+    assert again.exit_code == 2 and error.count("\n") == 1
+    assert error.startswith(f"error: {finished} holds a finished run: --overwrite to replace it")
     assert {p.name: p.read_bytes() for p in finished.iterdir() if p.is_file()} == before
     # --resume keeps a finished run made with the same settings; other settings are refused
     kept = CliRunner().invoke(app, [*args, "--resume"])

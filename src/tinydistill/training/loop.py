@@ -84,6 +84,7 @@ def make_accelerator(
     # one process may run several runs in turn (Python API, pipeline): each has its own precision,
     # so the process-wide precision state is cleared (the distributed state is kept)
     AcceleratorState._reset_state()
+    environ = dict(os.environ)
     try:
         acc = Accelerator(
             cpu=on_cpu,
@@ -93,6 +94,10 @@ def make_accelerator(
             kwargs_handlers=handlers,
         )
     except ValueError as exc:  # e.g. WORLD_SIZE set without a rendezvous
+        # a failed start leaves no half-made state behind (RANK, LOCAL_RANK, ... are set by then)
+        os.environ.clear()
+        os.environ.update(environ)
+        AcceleratorState._reset_state(reset_partial_state=True)
         raise TinyDistillError(
             f"cannot start the processes ({str(exc).splitlines()[0]}): launch several with "
             "torchrun --nproc_per_node N -m tinydistill ... (README: Launch)"
