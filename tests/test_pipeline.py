@@ -269,6 +269,15 @@ def test_from_forces_that_stage_and_every_later_one(job, tmp_path):
     assert "report: running (--from report)" in result.stderr and lines["card"].startswith("done in ")
 
 
+def test_quiet_leaves_the_terminal_to_the_result_and_logs_everything(job, tmp_path):
+    out = job.copy(tmp_path)
+    result = invoke(job.args(out, None, "--from", "bench", "--quiet"))
+    assert result.exit_code == 0 and result.stderr == ""
+    assert result.stdout.startswith("### custom: teacher vs student")
+    log = (out / "pipeline.log").read_text().split("== tinydistill pipeline")[-1]
+    assert "bench: running (--from bench)" in log and "latency b=1: 100%" in log and "card: done in" in log
+
+
 @pytest.mark.parametrize(
     ("extra", "options", "fragments"),
     [

@@ -45,6 +45,8 @@ OWNED = {
     "card": set(),
     "push": {"repo_id"},
 }
+# data options a section may set after all: the bench scores each backend on dev with a task
+FREE = {"bench": {"task"}}
 
 OFF_HINT = {
     "teacher": "--teacher-finetuned skips it",
@@ -126,7 +128,7 @@ def check_sections(cfg: C.PipelineConfig) -> None:
         for key in values:
             if key not in fields:
                 raise TinyDistillError(f"options.{name}.{key}: not an option of this stage's command")
-            if key in OWNED[name] or key in DATA_KEYS:
+            if key in OWNED[name] or (key in DATA_KEYS and key not in FREE.get(name, ())):
                 raise TinyDistillError(
                     f"options.{name}.{key} is set by the pipeline itself (see tinydistill pipeline --help)"
                 )

@@ -113,15 +113,17 @@ def run_teacher(ctx: Context, opts: Options) -> dict[str, Any]:
 
 
 def start_options(p: Plan) -> Options:
-    c, distill = p.cfg, p.section("distill")
+    c, distill, section = p.cfg, p.section("distill"), p.section("start")
     prune = {
         **p.data(C.PruneConfig), "teacher": p.teacher_dir, "output": p.path("start"), "shape": c.student,
         "max_seq_length": c.max_seq_length, "seed": c.seed, "layer_map": distill.get("layer_map"),
     }  # fmt: skip
+    if section.get("corpus"):  # calibrate on a prepared corpus instead of the task's rows
+        prune["task"] = None
     return {
         "mode": c.start,
         "init_from_teacher": distill.get("init_from_teacher") or None,
-        "prune": {**prune, **p.section("start")},
+        "prune": {**prune, **section},
     }
 
 
@@ -353,6 +355,7 @@ def bench_options(p: Plan) -> Options:
         "models": [p.teacher_dir, student], "names": ["teacher", "student"],
         "backend": "torch,onnx,onnx-int8" if p.enabled("export") else "torch",
         "json_file": p.path("bench", "bench.json"), "cache_dir": p.path(".cache", "onnx"),
+        "data_dir": p.cfg.data_dir,  # for options.bench.task (each backend scored on dev)
     }  # fmt: skip
     return {"bench": {**bench, **p.section("bench")}}
 
