@@ -383,6 +383,21 @@ def test_evaluate_refreshes_the_card_of_a_student_dir(job, tmp_path):
     assert "5 rows" in card.text
 
 
+def test_report_refreshes_the_latencies_in_the_card(job, tmp_path):
+    out = job.copy(tmp_path)
+    runs = [str(out / "teacher"), str(out / "student")]
+    result = invoke(["report", *runs, "--output", str(tmp_path / "rep"), "--repeats", "3", "--seq-len", "32"])
+    assert result.exit_code == 0, result.stderr
+    rows = json.loads((tmp_path / "rep" / "report.json").read_text())["rows"]
+    measured = {r["role"]: r["latency_ms"] for r in rows}
+    latency = json.loads((out / "student" / "card.json").read_text())["latency"]
+    assert {"teacher": latency["teacher"]["torch"], "student": latency["student"]["torch"]} == measured
+    assert (
+        f"| latency ms, PyTorch fp32 | {measured['teacher']:.2f} |"
+        in (out / "student" / "README.md").read_text()
+    )
+
+
 def test_a_given_finetuned_teacher_skips_the_teacher_stage(job, tmp_path):
     out = tmp_path / "given"
     args = job.args(out, None, "--no-export")

@@ -438,7 +438,10 @@ class PipelineConfig(DataOptions):
     )
     export: bool = opt(True, "Export the student to ONNX + int8 (--no-export: no export stage).")
     push_to_hub: str | None = opt(None, "Upload the student dir and its card to this Hub repo (user/name).")
-    from_stage: str | None = opt(None, "Rerun this stage and every later one.", flags=("--from",))
+    from_stage: str | None = opt(
+        None, "Rerun this stage and every later one: teacher, start, augment, distill, evaluate, export, "
+        "bench, report, card, push.", flags=("--from",),
+    )  # fmt: skip
     overwrite: bool = opt(
         False, "Run every stage again (by default finished stages with the same options are reused and "
         "an interrupted one resumes).", flags=("--overwrite",),
