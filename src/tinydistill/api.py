@@ -113,12 +113,18 @@ def finetune(
 
 
 def evaluate(
-    cfg: C.EvaluateConfig, *, model: Any = None, tokenizer: Any = None, dev: Any = None
+    cfg: C.EvaluateConfig,
+    *,
+    model: Any = None,
+    tokenizer: Any = None,
+    dev: Any = None,
+    update_card: bool = True,
 ) -> Evaluation:
     """Metrics of a model on the task's dev split(s), beside the trivial baseline.
 
     ``model`` (a loaded classifier, with ``tokenizer``) replaces loading ``cfg.model``; ``dev`` rows
-    replace the task's dev files. Writes ``cfg.json_file`` when set.
+    replace the task's dev files. Writes ``cfg.json_file`` when set. A model dir with a model card
+    (``tinydistill pipeline``) gets its card's metrics refreshed, unless ``update_card`` is False.
     """
     given = model
     if cfg.json_file:  # find out now, not after the work
@@ -152,6 +158,12 @@ def evaluate(
     if cfg.json_file:
         Path(cfg.json_file).parent.mkdir(parents=True, exist_ok=True)
         R.write_json(Path(cfg.json_file), {**result.metrics, **result.record()})
+    if update_card and given is None and dev is None:
+        from tinydistill.deploy.card import refresh_card
+
+        rows = f", {cfg.max_eval_samples} rows" if cfg.max_eval_samples else ""
+        source = f"`tinydistill evaluate` ({time.strftime('%Y-%m-%d')}{rows})"
+        refresh_card(resolve_model_path(cfg.model), metrics=result.metrics, source=source)
     return result
 
 
@@ -305,12 +317,21 @@ def predict(cfg: C.PredictConfig) -> dict[str, Any]:
 
 def report(cfg: C.ReportConfig) -> dict[str, Any]:
     """Markdown teacher-vs-student report with plots (:func:`tinydistill.deploy.report.build_report`)."""
+    from tinydistill.deploy.card import refresh_card
     from tinydistill.deploy.report import build_report
 
-    return build_report(
+    result = build_report(
         cfg.run_dirs, cfg.output, bench_files=cfg.bench_files, seq_len=cfg.seq_len, threads=cfg.threads,
         repeats=cfg.repeats,
     )  # fmt: skip
+    by_name = {row["model"]: row for row in result["rows"]}
+    for row in result["rows"]:  # a student with a model card: its latencies as measured here
+        teacher = by_name.get(row["teacher"] or "", {})
+        if row["role"] == "student":
+            refresh_card(
+                row["path"], latency={"student": row["latency_ms"], "teacher": teacher.get("latency_ms")}
+            )
+    return result
 
 
 __all__ = [

@@ -249,8 +249,10 @@ def _show_report(cfg: C.ReportConfig, res: dict) -> None:
     typer.echo(f"wrote {res['output']}/report.md, loss_curves.png, accuracy_vs_latency.png")
 
 
-def _show_table(cfg: Any, result: dict) -> None:
+def _show_pipeline(cfg: C.PipelineConfig, result: dict) -> None:
     typer.echo(result["table"])
+    where = {"card": result["card"], "report": result["report"], "state": result["state"]}
+    typer.echo("; ".join(f"{k}: {v}" for k, v in where.items() if v))
 
 
 def recipes(cfg: C.RecipesConfig) -> str:
@@ -281,7 +283,7 @@ COMMANDS: list[tuple[str, type, str, Callable[[Any, Any], None]]] = [
     ("distill", C.DistillConfig, "tinydistill.api:distill", _show_run),
     ("prune", C.PruneConfig, "tinydistill.api:prune", _echo_json()),
     ("evaluate", C.EvaluateConfig, "tinydistill.api:evaluate", _show_evaluation),
-    ("pipeline", C.PipelineConfig, "tinydistill.pipeline:run", _show_table),
+    ("pipeline", C.PipelineConfig, "tinydistill.pipeline:run", _show_pipeline),
     ("recipes", C.RecipesConfig, "tinydistill.cli:recipes", _show_text),
     ("corpus", C.CorpusConfig, "tinydistill.api:prepare_corpus", _show_corpus),
     ("general", C.GeneralConfig, "tinydistill.api:general", _show_general),

@@ -424,21 +424,38 @@ QUICK = {
 
 
 @dataclass
-class PipelineConfig(Checked):
-    """Main job: fine-tune the teacher, distill a student, print the teacher-vs-student table.
+class PipelineConfig(DataOptions):
+    """Main job: the whole method as resumable stages, each in its own subdirectory of --output:
+    teacher, start, augment (--augment), distill, evaluate, export, bench, report, card (and push).
 
-    Without --full, the train set and epochs are capped (QUICK) so it finishes in minutes on a CPU."""
+    OUTPUT/pipeline.json records each finished stage with a fingerprint of its options and inputs: a
+    rerun skips finished stages, resumes an interrupted one and reruns what changed (and what follows).
+    Without --full, the train set and epochs are capped (QUICK) so it finishes in minutes on a CPU.
+    Options of the single commands go in the --config file under 'options: STAGE:'."""
 
-    task: str = opt("SST-2", TASK_HELP)
     data_dir: str | None = opt(None, "GLUE root [../shared/data/glue when it exists; else the HF hub].")
-    output: str = opt("runs/main", "Run directory (teacher/, student/, summary.md).")
+    test_file: str | None = opt(None, "Labelled test file: the evaluate stage also scores it.")
+    output: str = opt("runs/main", "Run directory (a subdirectory per stage, pipeline.json, summary.md).")
     teacher: str = opt("all-MiniLM-L6-v2", "Pre-trained encoder to fine-tune.")
+    teacher_finetuned: str | None = opt(None, "A fine-tuned teacher dir: no teacher stage.")
     student: str = opt("tinybert-4l-312", "Student preset, checkpoint dir or config.json.")
+    start: str = opt("auto", "Student start: auto (pruned from the teacher when it fits), pruned, random.")
+    # not named 'recipe': config.build would load a field of that name as the config's own recipe
+    distill_recipe: str = opt(
+        "tinybert4", "Distillation method: a shipped recipe (tinydistill recipes) or a YAML file.",
+        flags=("--recipe",),
+    )  # fmt: skip
+    augment: bool = opt(False, "Augment the train set (TinyBERT) and distill on it.")
+    augment_mlm: str | None = opt(
+        None, "Masked LM of --augment [a head trained on the teacher's encoder over the train text]."
+    )
+    augment_n: int | None = opt(None, "Variants per example of --augment (N_a) [20].")
     full: bool = opt(False, "Whole train set, the task's epochs (no caps).", flags=("--full",))
     max_train_samples: int | None = opt(None, "Train rows [8000 without --full].")
     teacher_epochs: float | None = opt(None, "Teacher epochs [2 without --full].")
     teacher_lr: float | None = opt(1e-4, "Teacher fine-tuning LR (1e-4 suits MiniLM).")
-    student_lr: float | None = opt(None, "Distillation LR of both steps [1e-4 then 5e-5].")
+    student_lr: float | None = opt(None, "Distillation LR of every step [the recipe's: 1e-4 then 5e-5].")
+    student_epochs: float | None = opt(None, "Distillation epochs of a step the step flags leave unset.")
     intermediate_epochs: float | None = opt(None, "Epochs of the intermediate step [2 without --full].")
     prediction_epochs: float | None = opt(None, "Epochs of the prediction step [2 without --full].")
     max_steps: int | None = opt(None, "Cap optimizer steps (per stage).")
@@ -448,17 +465,51 @@ class PipelineConfig(Checked):
     allow_degenerate: bool = opt(
         False, "Go on when the student is no better than the trivial baseline.", flags=("--allow-degenerate",)
     )
-    overwrite: bool = opt(
-        False, "Train the teacher and the student again (by default finished ones made with the same "
-        "settings are reused and interrupted ones resume).", flags=("--overwrite",),
+    export: bool = opt(True, "Export the student to ONNX + int8 (--no-export: no export stage).")
+    push_to_hub: str | None = opt(None, "Upload the student dir and its card to this Hub repo (user/name).")
+    from_stage: str | None = opt(
+        None, "Rerun this stage and every later one: teacher, start, augment, distill, evaluate, export, "
+        "bench, report, card, push.", flags=("--from",),
     )  # fmt: skip
+    overwrite: bool = opt(
+        False, "Run every stage again (by default finished stages with the same options are reused and "
+        "an interrupted one resumes).", flags=("--overwrite",),
+    )  # fmt: skip
+    quiet: bool = opt(False, "No progress bars or stage lines (pipeline.log keeps them).", flags=("--quiet",))
+    # per stage: options of the command it runs ({distill: {temperature: 2}}), see tinydistill.pipeline
+    options: dict[str, dict[str, Any]] = opt(factory=dict, cli=False)
 
     def check(self) -> None:
         super().check()
+        _check_choice("start", self.start, ("auto", "pruned", "random"))
         _check_positive(
-            self, "max_train_samples", "teacher_epochs", "teacher_lr", "student_lr", "intermediate_epochs",
-            "prediction_epochs", "max_steps", "batch_size", "max_seq_length",
+            self, "max_train_samples", "teacher_epochs", "teacher_lr", "student_lr", "student_epochs",
+            "intermediate_epochs", "prediction_epochs", "max_steps", "batch_size", "max_seq_length",
         )  # fmt: skip
+        if self.augment_n is not None and self.augment_n < 0:
+            raise TinyDistillError(f"--augment-n must be >= 0, got {self.augment_n}")
+        bad = [k for k, v in self.options.items() if not isinstance(v, dict)]
+        if bad:
+            raise TinyDistillError(f"options.{bad[0]} must be a mapping of option: value")
+
+
+@dataclass
+class CardConfig(Checked):
+    """The pipeline's model card (``options: card:``): what it cannot find out by itself."""
+
+    model_name: str | None = opt(None, "Name in the card [student name + task].")
+    license: str | None = opt(None, "License id for the metadata, e.g. apache-2.0 [none].")
+    language: list[str] | None = opt(None, "Language codes [en for GLUE tasks].")
+    tags: list[str] | None = opt(None, "Extra tags.")
+
+
+@dataclass
+class PushConfig(Checked):
+    """Uploading the student to the Hugging Face Hub (``--push-to-hub REPO_ID``; ``options: push:``)."""
+
+    repo_id: str = opt("", "Hub repo id (user/name).", required=True)
+    private: bool = opt(False, "Create the repo as private.")
+    commit_message: str = opt("Upload a tinydistill student", "Commit message.")
 
 
 @dataclass

@@ -186,6 +186,7 @@ def table_rows(runs: list[Run]) -> list[dict[str, Any]]:
             row = {
                 "task": task,
                 "model": run.name,
+                "path": str(run.path),
                 "degenerate": bool(run.metrics.get("degenerate")),
                 "role": "student" if run.kind == "distill" else "teacher",
                 "teacher": teacher.name if teacher else None,

@@ -3,6 +3,7 @@
 Every runner is warmed up, then timed round-robin (repeat r runs each model once before repeat r+1
 starts). Calls are separated by a short untimed pause, so that one model's busy-waiting worker
 threads (onnxruntime) do not steal the cores of the next one. Runners synchronise CUDA themselves.
+A progress bar counts the rounds (updated between rounds, outside the timed calls).
 """
 
 from __future__ import annotations
@@ -34,10 +35,14 @@ def time_runners(
     pause_s: float = PAUSE_S,
 ) -> list[list[float]]:
     """Milliseconds per forward of each runner on random tokens, ``seq_len`` capped at its longest."""
+    from tqdm.auto import tqdm
+
     inputs = [random_batch(r.vocab_size, batch, min(seq_len, r.max_length)) for r in runners]
+    bar = tqdm(total=warmup + repeats, desc=f"latency b={batch}", unit="round", dynamic_ncols=True)
     for _ in range(warmup):
         for r, x in zip(runners, inputs, strict=True):
             r(x)
+        bar.update()
     times: list[list[float]] = [[] for _ in runners]
     for _ in range(repeats):
         for i, (r, x) in enumerate(zip(runners, inputs, strict=True)):
@@ -46,6 +51,8 @@ def time_runners(
             start = time.perf_counter()
             r(x)
             times[i].append((time.perf_counter() - start) * 1000)
+        bar.update()  # between rounds: never inside a timed call
+    bar.close()
     return times
 
 
