@@ -191,6 +191,15 @@ def _calibration(cfg: C.PruneConfig, teacher: Any, tokenizer: Any) -> tuple[Any,
     return teacher, list(corpus_batches(cfg.corpus, cfg.calibration_samples, cfg.seed))
 
 
+def _teacher_config(name: str):
+    from transformers import AutoConfig
+
+    try:
+        return AutoConfig.from_pretrained(resolve_model_path(name))
+    except LOAD_ERRORS as exc:
+        raise TinyDistillError(f"cannot load model '{name}': {str(exc).splitlines()[0]}") from exc
+
+
 def prune(cfg: C.PruneConfig, *, teacher: Any = None, tokenizer: Any = None) -> dict[str, Any]:
     """Cut the teacher down to ``cfg.shape`` (see :mod:`tinydistill.models.prune`) and save it to ``output``.
 
@@ -202,11 +211,11 @@ def prune(cfg: C.PruneConfig, *, teacher: Any = None, tokenizer: Any = None) -> 
         cfg = dataclasses.replace(cfg, teacher=model_name(teacher))
     R.check_writable(Path(cfg.output))
     target = load_shape(cfg.shape)
-    tokenizer = tokenizer or load_tokenizer(cfg.teacher)
+    target_config(teacher.config if teacher is not None else _teacher_config(cfg.teacher), target)
+    tokenizer = tokenizer or load_tokenizer(cfg.teacher)  # impossible shapes failed before any work
     began = time.time()
     model, batches = _calibration(cfg, teacher, tokenizer)
     model.eval()
-    target_config(model.config, target)  # impossible shapes fail before any work
     n_layers = target.get("num_hidden_layers", model.config.num_hidden_layers)
     layers = layer_map(parse_layer_map(cfg.layer_map), n_layers, model.config.num_hidden_layers)
     student, plan = pruned_student(model, target, batches, layers, cfg.teacher)

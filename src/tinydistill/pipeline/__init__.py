@@ -17,7 +17,7 @@ Stages, in order, each writing into its own subdirectory of ``--output``::
 keeps every line and progress bar. Options of the single commands go in the ``--config`` file::
 
     task: SST-2
-    recipe: lrcbert4
+    distill_recipe: lrcbert4      # --recipe (the key "recipe" names a config recipe file)
     augment: true
     options:                      # per stage, the options of the command it runs
       teacher: {warmup_ratio: 0.06}       # tinydistill finetune
