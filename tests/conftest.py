@@ -5,6 +5,7 @@ The toy task is learnable in a few dozen steps: label 1 iff the sentence contain
 
 from __future__ import annotations
 
+import csv
 import os
 import random
 import re
@@ -46,6 +47,17 @@ def toy_sentence(rng: random.Random, label: int) -> str:
     words = rng.sample(FILLER, 4)
     words.insert(rng.randrange(len(words) + 1), rng.choice(POSITIVE if label else NEGATIVE))
     return " ".join(words)
+
+
+def write_sentiment_csv(path: Path, n: int, seed: int) -> Path:
+    """``text,label`` rows of the toy task with string labels (pos / neg), written by ``csv``."""
+    rng = random.Random(seed)
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["text", "label"])
+        for i in range(n):
+            w.writerow([toy_sentence(rng, i % 2), "pos" if i % 2 else "neg"])
+    return path
 
 
 def write_sst2_like(root: Path, n_train: int = 96, n_dev: int = 32, seed: int = 0) -> Path:

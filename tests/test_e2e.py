@@ -6,7 +6,6 @@ inspect their outputs; the other tests run their own short jobs with ``max_steps
 
 from __future__ import annotations
 
-import csv
 import json
 import random
 from dataclasses import dataclass
@@ -15,7 +14,15 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from conftest import NEGATIVE, POSITIVE, tiny_bert_config, toy_sentence, write_sst2_like, write_vocab
+from conftest import (
+    NEGATIVE,
+    POSITIVE,
+    tiny_bert_config,
+    toy_sentence,
+    write_sentiment_csv,
+    write_sst2_like,
+    write_vocab,
+)
 from transformers import BertForSequenceClassification, BertTokenizerFast
 
 import tinydistill
@@ -257,16 +264,6 @@ def write_stsb_like(root: Path, n_train: int = 24, n_dev: int = 12, seed: int = 
             rows.append(f"{i}\tmain-captions\tMSRvid\t2012test\t{i:04d}\tnone\tnone\t{s1}\t{s2}\t{score:.3f}")
         (task_dir / f"{split}.tsv").write_text("\n".join(rows) + "\n")
     return root
-
-
-def write_sentiment_csv(path: Path, n: int, seed: int) -> Path:
-    rng = random.Random(seed)
-    with open(path, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["text", "label"])
-        for i in range(n):
-            w.writerow([toy_sentence(rng, i % 2), "pos" if i % 2 else "neg"])
-    return path
 
 
 def test_custom_csv_dataset_finetune_distill_evaluate(tmp_path):

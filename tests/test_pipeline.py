@@ -10,7 +10,6 @@ from __future__ import annotations
 import csv
 import json
 import os
-import random
 import re
 import shutil
 import signal
@@ -21,7 +20,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from conftest import tiny_bert_config, toy_sentence, write_vocab
+from conftest import tiny_bert_config, write_sentiment_csv, write_vocab
 from transformers import BertForSequenceClassification, BertTokenizerFast
 from typer.testing import CliRunner
 
@@ -39,17 +38,6 @@ OPTIONS = {
     "augment": {"candidates": 4},
     "bench": {"batch_sizes": "1", "repeats": 3, "warmup": 1},
 }
-
-
-def write_csv(path: Path, n: int, seed: int) -> Path:
-    """``text,label`` rows of the toy task with string labels (pos / neg)."""
-    rng = random.Random(seed)
-    with open(path, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["text", "label"])
-        for i in range(n):
-            w.writerow([toy_sentence(rng, i % 2), "pos" if i % 2 else "neg"])
-    return path
 
 
 def make_encoder(root: Path) -> Path:
@@ -96,9 +84,9 @@ def job(tmp_path_factory) -> Job:
     vocab = json.loads((enc / "config.json").read_text())["vocab_size"]
     shape = tiny_bert_config(vocab, layers=1, hidden=16, heads=4)
     (root / "student-shape" / "config.json").write_text(json.dumps(shape.to_dict()))
-    write_csv(root / "train.csv", 48, seed=3)
-    write_csv(root / "dev.csv", 16, seed=4)
-    write_csv(root / "test.csv", 16, seed=5)
+    write_sentiment_csv(root / "train.csv", 48, seed=3)
+    write_sentiment_csv(root / "dev.csv", 16, seed=4)
+    write_sentiment_csv(root / "test.csv", 16, seed=5)
     j = Job(root, root / "out", None)
     j.result = CliRunner().invoke(app, j.args())
     assert j.result.exit_code == 0, (j.result.stderr, j.result.exception)

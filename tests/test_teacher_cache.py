@@ -3,6 +3,8 @@ cached stage runs the student alone and trains the same."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 from conftest import tiny_bert_config, write_sst2_like, write_vocab
@@ -41,7 +43,8 @@ def test_cached_logits_equal_the_per_batch_ones(tmp_path) -> None:
     torch.testing.assert_close(cache, direct, atol=1e-5, rtol=1e-5)
 
 
-def test_cached_run_trains_the_same_student(tmp_path) -> None:
+def toy_teacher(tmp_path: Path, **finetune: object) -> tuple[Path, Path, Path]:
+    """(glue dir, a tiny encoder, the teacher fine-tuned from it for 4 steps)."""
     tok = BertTokenizerFast(vocab=str(write_vocab(tmp_path / "vocab.txt")), do_lower_case=True)
     glue = write_sst2_like(tmp_path / "glue", n_train=48, n_dev=8)
     torch.manual_seed(0)
@@ -50,8 +53,13 @@ def test_cached_run_trains_the_same_student(tmp_path) -> None:
     tok.save_pretrained(encoder)
     teacher = tmp_path / "teacher"
     tinydistill.finetune(
-        task="sst2", data_dir=str(glue), model=str(encoder), output=str(teacher), max_steps=4
+        task="sst2", data_dir=str(glue), model=str(encoder), output=str(teacher), max_steps=4, **finetune
     )
+    return glue, encoder, teacher
+
+
+def test_cached_run_trains_the_same_student(tmp_path) -> None:
+    glue, encoder, teacher = toy_teacher(tmp_path)
     runs = {}
     for cached in (True, False):
         out = tmp_path / f"kd-{cached}"
@@ -123,15 +131,7 @@ def test_state_cache_gives_the_teachers_reps(tmp_path) -> None:
 
 def test_state_cached_run_trains_the_same_student(tmp_path) -> None:
     """TinyBERT's intermediate step on cached states (fp32) = on a teacher forward every step."""
-    tok = BertTokenizerFast(vocab=str(write_vocab(tmp_path / "vocab.txt")), do_lower_case=True)
-    glue = write_sst2_like(tmp_path / "glue", n_train=48, n_dev=8)
-    torch.manual_seed(0)
-    encoder = tmp_path / "encoder"
-    BertForSequenceClassification(tiny_bert_config(len(tok), layers=2, hidden=32)).save_pretrained(encoder)
-    tok.save_pretrained(encoder)
-    teacher = tmp_path / "teacher"
-    tinydistill.finetune(task="sst2", data_dir=str(glue), model=str(encoder), output=str(teacher),
-                         max_steps=4, mixed_precision="no")  # fmt: skip
+    glue, encoder, teacher = toy_teacher(tmp_path, mixed_precision="no")
     runs = {}
     for budget in (1.0, 0.0):
         runs[budget] = tinydistill.distill(
