@@ -90,16 +90,14 @@ class Cell:
 
 
 def plan(tier: Tier, tasks: list[str], general: str | None, lrc: bool) -> list[Cell]:
-    """Every cell, in the order that fills the headline first: teachers, the pruned TinyBERT student
-    of every task, then the other starts, the extra seeds and LRC-BERT."""
-    cells = [Cell(t, "teacher") for t in tasks]
-    cells += [Cell(t, "student", "pruned", "tinybert4") for t in tasks]
+    """Every cell, in the order that fills the headline first: per task its teacher and the pruned
+    TinyBERT student, then the extra seeds, the other starts and LRC-BERT."""
+    cells = [c for t in tasks for c in (Cell(t, "teacher"), Cell(t, "student", "pruned", "tinybert4"))]
+    seeds = tier.seeds[1:]
+    cells += [Cell(t, "student", "pruned", "tinybert4", s) for t in tasks if t in SMALL for s in seeds]
     cells += [Cell(t, "student", "random", "tinybert4") for t in tasks]
     if general:
         cells += [Cell(t, "student", "general", "tinybert4") for t in tasks]
-    cells += [
-        Cell(t, "student", "pruned", "tinybert4", s) for t in tasks if t in SMALL for s in tier.seeds[1:]
-    ]
     if lrc:
         cells += [Cell(t, "student", "pruned", "lrcbert4") for t in tasks]
     return cells
@@ -119,7 +117,7 @@ def command(cell: Cell, tier: Tier, args: argparse.Namespace, out: Path) -> list
         return cmd + (["--learning-rate", str(tier.teacher_lr)] if tier.teacher_lr else [])
     teacher = out / cell.task / "teacher"
     cmd = ["distill", "--teacher", str(teacher), "--output", str(out / cell.name), "--recipe", cell.recipe]
-    cmd += [*common, "--seed", str(cell.seed)]
+    cmd += [*common, "--seed", str(cell.seed), "--teacher-state-cache", "20"]  # all tasks' states stay
     if cell.start == "general":
         cmd += ["--student", args.general]
     else:
