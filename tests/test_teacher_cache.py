@@ -145,3 +145,21 @@ def test_state_cached_run_trains_the_same_student(tmp_path) -> None:
     assert losses[0] == pytest.approx(losses[1], rel=1e-4)
     a, b = (load_file(tmp_path / f"tb-{x}" / "model.safetensors") for x in (1.0, 0.0))
     assert max((a[k] - b[k]).abs().max().item() for k in a) < 1e-4
+
+
+def test_bf16_autocast_changes_the_loss_by_rounding_only(tmp_path) -> None:
+    """The default (bf16 autocast where native) and fp32 give the same first-step losses on the same
+    batch, up to bf16 rounding (autocast runs on any CPU, natively fast or not)."""
+    glue, encoder, teacher = toy_teacher(tmp_path, mixed_precision="no")
+    first = {}
+    for precision in ("bf16", "no"):
+        run = tinydistill.distill(
+            task="sst2", data_dir=str(glue), teacher=str(teacher), student=str(encoder), start="random",
+            output=str(tmp_path / f"p-{precision}"), stage="intermediate", max_steps=1, batch_size=8,
+            logging_steps=1, mixed_precision=precision, teacher_cache=False,
+        )  # fmt: skip
+        assert run["mixed_precision"] == precision
+        first[precision] = run["stages"]["intermediate"]["history"][0]
+    for term in ("loss", "embedding", "hidden", "attention"):
+        assert first["bf16"][term] == pytest.approx(first["no"][term], rel=3e-2), term
+        assert first["bf16"][term] != first["no"][term]  # bf16 did run

@@ -273,7 +273,7 @@ def run_distill(ctx: Context, opts: Options) -> dict[str, Any]:
     keys = ("dev", "method", "train_examples", "train_seconds", "params", "teacher_params", "degenerate")
     return {
         **{k: m.get(k) for k in keys}, "recipe": cfg.recipe, "stages": stages,
-        "batch_size": cfg.batch_size, "seed": cfg.seed,
+        "batch_size": m.get("global_batch_size", cfg.batch_size), "seed": cfg.seed,
         "outputs": _rel(ctx.plan, str(Path(out) / "metrics.json")),
         "summary": f"dev {scores({'dev': m['dev']})}",
     }  # fmt: skip
