@@ -6,6 +6,7 @@ import dataclasses
 from pathlib import Path
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 import torch
 from accelerate import Accelerator
@@ -348,3 +349,60 @@ def test_grad_accumulation_equals_the_larger_batch(accelerator: Accelerator) -> 
 
     torch.testing.assert_close(run(2, 2), run(4, 1), atol=1e-6, rtol=1e-6)
     assert not torch.allclose(run(2, 1), run(4, 1))  # without accumulation the steps differ
+
+
+def test_length_buckets_keep_every_row_once_and_pad_less() -> None:
+    """Bucketed batches: each epoch still visits every row once, in batches of similar length (so less
+    padding than random batches), seeded (same order again, another per epoch)."""
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(3, 120, size=1000)
+    plain = Batches(1000, 32, lambda rows: rows, seed=1)
+    bucketed = Batches(1000, 32, lambda rows: rows, seed=1, lengths=lengths, buckets=10)
+    assert bucketed.batches_per_epoch == plain.batches_per_epoch == 32
+
+    def padded(batches: Batches, epoch: int) -> int:
+        it = batches.rows(epoch * batches.batches_per_epoch)
+        return sum(
+            int(lengths[b].max()) * len(b) for b in (next(it) for _ in range(batches.batches_per_epoch))
+        )
+
+    for epoch in (0, 1):
+        order = bucketed.order(epoch)
+        assert sorted(order.tolist()) == list(range(1000))
+        assert padded(bucketed, epoch) < 0.75 * padded(plain, epoch)
+        assert len(list(order[31 * 32 :])) == 1000 - 31 * 32  # the short batch is the last one
+    assert np.array_equal(
+        bucketed.order(0), Batches(1000, 32, None, seed=1, lengths=lengths, buckets=10).order(0)
+    )
+    assert not np.array_equal(bucketed.order(0), bucketed.order(1))
+    # rows of similar length share a batch (the last window, 40 rows here, is as mixed as its rows)
+    spans = [np.ptp(lengths[b]) for b in (bucketed.order(0)[i : i + 32] for i in range(0, 1000, 32))]
+    assert np.median(spans) < 0.1 * np.ptp(lengths)
+
+
+def test_length_buckets_reach_the_training_batches(tmp_path, monkeypatch) -> None:
+    """--length-buckets N is what the run's batches are built with (and what a resume must keep)."""
+    from conftest import tiny_bert_config, write_sst2_like, write_vocab
+    from transformers import BertForSequenceClassification, BertTokenizerFast
+
+    import tinydistill
+    from tinydistill import data
+
+    tok = BertTokenizerFast(vocab=str(write_vocab(tmp_path / "vocab.txt")), do_lower_case=True)
+    encoder = tmp_path / "encoder"
+    BertForSequenceClassification(tiny_bert_config(len(tok), layers=1, hidden=16)).save_pretrained(encoder)
+    tok.save_pretrained(encoder)
+    seen = []
+    original = data.Batches.__init__
+
+    def spy(self, *args, **kwargs):
+        seen.append(kwargs.get("buckets", 0))
+        original(self, *args, **kwargs)
+
+    monkeypatch.setattr(data.Batches, "__init__", spy)
+    glue = write_sst2_like(tmp_path / "glue", n_train=32, n_dev=8)
+    out = tmp_path / "t"
+    run = tinydistill.finetune(task="sst2", data_dir=str(glue), model=str(encoder), output=str(out),
+                               max_steps=2, length_buckets=3)  # fmt: skip
+    assert seen == [3] and run["steps"] == 2
+    assert load_yaml(out / "config.yaml")["length_buckets"] == 3

@@ -72,7 +72,7 @@ def finetune(
     acc = loop.make_accelerator(cfg, run.work)
     if acc.is_main_process:
         C.save(cfg, run.work / "config.yaml")
-    batches = train_batches(train_set, tokenizer, cfg.batch_size, cfg.seed)
+    batches = train_batches(train_set, tokenizer, cfg.batch_size, cfg.seed, cfg.length_buckets)
 
     def step_loss(m, batch, step):
         out = m(**model_inputs(acc.unwrap_model(m), batch), labels=batch["labels"])

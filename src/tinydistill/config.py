@@ -127,6 +127,9 @@ class TrainOptions(Checked):
     scheduler: str = opt("linear", f"LR schedule after warm-up: {' | '.join(SCHEDULERS)}.")
     logger: str = opt("tensorboard", f"Metric logger (under OUTPUT/logs): {' | '.join(LOGGERS)}.")
     grad_accum: int = opt(1, "Batches per optimizer step (gradient accumulation).")
+    length_buckets: int = opt(
+        0, "Batches of rows of similar length (less padding): sort windows of N batches by length; 0 = off."
+    )
     save_every: int = opt(500, "Checkpoint every N optimizer steps (and at SIGINT/SIGTERM).")
     keep_checkpoints: int = opt(2, "Newest checkpoints kept.")
     resume: bool = opt(False, "Continue the run in --output from its newest checkpoint.", flags=("--resume",))
@@ -136,6 +139,8 @@ class TrainOptions(Checked):
         _check_positive(
             self, "learning_rate", "logging_steps", "grad_accum", "save_every", "keep_checkpoints"
         )
+        if self.length_buckets < 0:
+            raise TinyDistillError(f"--length-buckets must be 0 (off) or positive, got {self.length_buckets}")
         if not 0 <= self.warmup_ratio < 1:
             raise TinyDistillError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
         _check_choice("mixed_precision", self.mixed_precision, PRECISIONS)

@@ -65,19 +65,39 @@ class Batches:
     of ``batch_size`` (the last one may be smaller). The training loop asks for the rows of global
     batches ``start, start + 1, ...`` (so a resumed run continues exactly where it stopped) and gives
     each process its share of every batch.
+
+    With ``lengths`` and ``buckets`` > 0, batches hold rows of similar length: the epoch's permutation
+    is cut into windows of ``buckets`` batches, each window sorted by length and cut into batches, and
+    the batches shuffled (the smallest stays last). Batches then pad far less (GLUE train sets, batch
+    32: 33-67% of the tokens of random batches are real, 96-98% with windows of 50 batches).
     """
 
-    def __init__(self, n_rows: int, batch_size: int, collate, seed: int = 42, shuffle: bool = True) -> None:
+    def __init__(
+        self, n_rows: int, batch_size: int, collate, seed: int = 42, shuffle: bool = True,
+        lengths: Sequence[int] | None = None, buckets: int = 0,
+    ) -> None:  # fmt: skip
         if n_rows < 1:
             raise TinyDistillError("no examples to train on (empty dataset)")
         self.n_rows, self.batch_size, self.collate = n_rows, batch_size, collate
         self.seed, self.shuffle = seed, shuffle
+        self.lengths = np.asarray(lengths) if lengths is not None and buckets > 0 else None
+        self.buckets = buckets
         self.batches_per_epoch = -(-n_rows // batch_size)
 
     def order(self, epoch: int) -> np.ndarray:
         if not self.shuffle:
             return np.arange(self.n_rows)
-        return np.random.default_rng([self.seed, epoch]).permutation(self.n_rows)
+        rng = np.random.default_rng([self.seed, epoch])
+        order = rng.permutation(self.n_rows)
+        if self.lengths is None:
+            return order
+        window = self.buckets * self.batch_size
+        windows = [order[i : i + window] for i in range(0, self.n_rows, window)]
+        order = np.concatenate([w[np.argsort(self.lengths[w], kind="stable")] for w in windows])
+        batches = [order[i : i + self.batch_size] for i in range(0, self.n_rows, self.batch_size)]
+        full = len(batches) - (len(batches[-1]) < self.batch_size)
+        picked = rng.permutation(full).tolist() + list(range(full, len(batches)))
+        return np.concatenate([batches[i] for i in picked])
 
     def rows(self, start: int = 0) -> Iterator[np.ndarray]:
         """Row indices of global batches ``start``, ``start + 1``, ... (forever, epoch after epoch)."""
@@ -90,16 +110,18 @@ class Batches:
 
 
 def train_batches(
-    dataset: EncodedDataset, tokenizer: PreTrainedTokenizerBase, batch_size: int, seed: int
+    dataset: EncodedDataset, tokenizer: PreTrainedTokenizerBase, batch_size: int, seed: int, buckets: int = 0
 ) -> Batches:
-    """Shuffled training batches of an encoded task set (dynamic padding per batch); each batch also
-    carries its rows' indices (``row``), the key of per-row caches such as the teacher's logits."""
+    """Shuffled training batches of an encoded task set (dynamic padding per batch; ``buckets`` > 0:
+    rows of similar length together, see :class:`Batches`); each batch also carries its rows'
+    indices (``row``), the key of per-row caches such as the teacher's logits."""
     collate = make_collate(tokenizer)
 
     def rows_batch(rows) -> dict[str, torch.Tensor]:
         return {**collate([dataset[int(i)] for i in rows]), "row": torch.as_tensor(rows, dtype=torch.long)}
 
-    return Batches(len(dataset), batch_size, rows_batch, seed)
+    lengths = [len(dataset[i]["input_ids"]) for i in range(len(dataset))] if buckets else None
+    return Batches(len(dataset), batch_size, rows_batch, seed, lengths=lengths, buckets=buckets)
 
 
 def make_loader(dataset: EncodedDataset, tokenizer: PreTrainedTokenizerBase, batch_size: int) -> DataLoader:

@@ -252,7 +252,7 @@ def distill(
     )
     rows = R.dev_rows(cfg, data)
     teacher = acc.prepare_model(m.teacher, evaluation_mode=True)
-    batches = train_batches(train_set, tokenizer, cfg.batch_size, cfg.seed)
+    batches = train_batches(train_set, tokenizer, cfg.batch_size, cfg.seed, cfg.length_buckets)
 
     # "logits": teacher logits per row (stages that need nothing else); "states": its mapped states on disk
     cache: dict[str, Any] = {"logits": None, "states": None, "use": None}

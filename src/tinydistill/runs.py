@@ -129,7 +129,7 @@ MIN_FREE_BYTES = 200 * 2**20
 RESUME_KEYS = (
     "task", "model", "teacher", "student", "recipe", "seed", "batch_size", "grad_accum", "epochs",
     "max_steps", "learning_rate", "max_train_samples", "max_seq_length", "train_file", "optimizer",
-    "scheduler",
+    "scheduler", "length_buckets",
 )  # fmt: skip
 
 
