@@ -338,8 +338,11 @@ def _student_table(
         tl, sl = lat.get("teacher", {}), lat.get(f"student-{start}", {})
         speed = [f"{tl[b] / sl[b]:.1f}x" if b in tl and b in sl else "-" for b in ("torch", "onnx-int8")]
         minutes = statistics.mean(m["train_seconds"] for m in runs) / 60
+        stuck = sum(bool(m.get("degenerate")) for m in runs)
+        flag = f" ({stuck} of {len(runs)} at the majority class)" if stuck else ""
         lines.append(
-            f"| {task} | {recipe} | {start} | {len(runs)} | {t:.2f} | {_mean_sd(last)} | {_mean_sd(best)} | "
+            f"| {task} | {recipe} | {start} | {len(runs)} | {t:.2f} | {_mean_sd(last)}{flag} | "
+            f"{_mean_sd(best)} | "
             f"{100 * statistics.mean(last) / t:.1f}% | {PAPER_TINYBERT4[task]} | "
             f"{teachers[task]['params'] / runs[0]['params']:.1f}x | {speed[0]} | {speed[1]} | {minutes:.0f} |"
         )
