@@ -21,7 +21,7 @@ script writes the teacher and student in its format (``pytorch_model.bin``, ``co
 ``vocab.txt``) and runs it as a separate process.
 
     PYTHONPATH=src python benchmarks/distill_throughput.py --steps 10 --repeats 2 \\
-        --original /work/original/TinyBERT --original-path /work/original/extra
+        --original ORIG/TinyBERT --original-path ORIG/extra   # ORIG: outside this repo
 """
 
 from __future__ import annotations
