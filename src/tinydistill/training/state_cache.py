@@ -51,13 +51,23 @@ class Layout:
     dtype: str  # bfloat16 | float32
 
     @property
-    def itemsize(self) -> int:
-        return 2 if self.dtype == "bfloat16" else 4
+    def store(self) -> type:
+        """The numpy dtype of the files (bf16 kept bit for bit as uint16)."""
+        return np.uint16 if self.dtype == "bfloat16" else np.float32
 
-    def row_bytes(self, length: int) -> int:
-        per = len(self.hidden_layers) * length * self.hidden_size
-        per += len(self.attn_layers) * self.heads * length * length
-        return per * self.itemsize
+    def sizes(self, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Values per row: hidden states, attention scores."""
+        return (
+            len(self.hidden_layers) * lengths * self.hidden_size,
+            len(self.attn_layers) * self.heads * lengths * lengths,
+        )
+
+    def offsets(self, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Where each row starts (and the last one ends) in the hidden and attention files."""
+        return tuple(np.concatenate([[0], np.cumsum(n)]) for n in self.sizes(lengths))  # type: ignore[return-value]
+
+    def nbytes(self, lengths: np.ndarray) -> int:
+        return int(sum(n.sum() for n in self.sizes(lengths))) * np.dtype(self.store).itemsize
 
 
 def layout_for(teacher: nn.Module, layers: Sequence[int], attentions: bool, dtype: torch.dtype) -> Layout:
@@ -93,15 +103,11 @@ class StateCache:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.layout = Layout(**{k: tuple(v) if isinstance(v, list) else v for k, v in _read(root).items()})
-        lengths = np.load(root / "lengths.npy")
-        self.lengths = lengths
-        per_hidden = len(self.layout.hidden_layers) * lengths * self.layout.hidden_size
-        per_attn = len(self.layout.attn_layers) * self.layout.heads * lengths * lengths
-        self.hidden_at = np.concatenate([[0], np.cumsum(per_hidden)])
-        self.attn_at = np.concatenate([[0], np.cumsum(per_attn)])
-        store = np.uint16 if self.layout.dtype == "bfloat16" else np.float32
+        self.lengths = np.load(root / "lengths.npy")
+        self.hidden_at, self.attn_at = self.layout.offsets(self.lengths)
+        store = self.layout.store
         self.hidden = np.memmap(root / "hidden.bin", dtype=store, mode="r")
-        self.attn = np.memmap(root / "attn.bin", dtype=store, mode="r") if per_attn.sum() else None
+        self.attn = np.memmap(root / "attn.bin", dtype=store, mode="r") if self.attn_at[-1] else None
         self.logits = torch.from_numpy(np.load(root / "logits.npy"))
         (root / DONE).touch()  # recently used
 
@@ -164,7 +170,7 @@ def open_or_build(
     """The cache entry for these rows (built when missing), or None and why not."""
     layout = layout_for(teacher, layers, attentions, dtype)
     lengths = np.array([len(dataset[i]["input_ids"]) for i in range(len(dataset))], dtype=np.int64)
-    size = sum(layout.row_bytes(int(n)) for n in lengths)
+    size = layout.nbytes(lengths)
     budget = int(budget_gb * 2**30)
     if size > budget:
         return (
@@ -196,12 +202,10 @@ def _build(
     tmp = root.with_name(root.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    store = np.uint16 if layout.dtype == "bfloat16" else np.float32
+    store = layout.store
     dtype = torch.bfloat16 if layout.dtype == "bfloat16" else torch.float32
     order = np.argsort(lengths, kind="stable")
-    h_sizes = len(layout.hidden_layers) * lengths * layout.hidden_size
-    a_sizes = len(layout.attn_layers) * layout.heads * lengths * lengths
-    h_at, a_at = np.concatenate([[0], np.cumsum(h_sizes)]), np.concatenate([[0], np.cumsum(a_sizes)])
+    h_at, a_at = layout.offsets(lengths)
     hidden = np.memmap(tmp / "hidden.bin", dtype=store, mode="w+", shape=(max(int(h_at[-1]), 1),))
     attn = np.memmap(tmp / "attn.bin", dtype=store, mode="w+", shape=(int(a_at[-1]),)) if a_at[-1] else None
     logits = np.zeros((len(lengths), layout.num_labels), dtype=np.float32)
