@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import math
 import os
 import platform
 import statistics
@@ -49,6 +50,10 @@ BERT_BASE_DEV = {"CoLA": (55, 60), "SST-2": (92, 93), "MRPC": (88, 90), "STS-B":
 PAPER_TEACHER = {"CoLA": 52.8, "SST-2": 93.4, "MRPC": 87.5, "STS-B": 85.8, "RTE": 67.0}
 PAPER_TINYBERT4 = {"CoLA": 44.1, "SST-2": 92.6, "MRPC": 86.4, "STS-B": 80.4, "RTE": 66.6}
 TEACHERS = {"mpnet": "all-mpnet-base-v2", "minilm": "all-MiniLM-L6-v2"}
+# Train rows of ../shared/data/glue (what `tinydistill` prints as "train: N rows read"), for the
+# step floor below without reading the files.
+TRAIN_ROWS = {"CoLA": 8551, "SST-2": 67349, "MRPC": 3668, "STS-B": 5749, "RTE": 2490}
+BATCH = 32
 
 
 @dataclass(frozen=True)
@@ -58,19 +63,26 @@ class Tier:
     name: str
     teacher_epochs: float | None  # None: the task's own (registry) epochs
     teacher_lr: float | None
-    intermediate_epochs: float | None
-    prediction_epochs: float | None
+    intermediate_epochs: float
+    prediction_epochs: float
     max_train_samples: dict[str, int] = field(default_factory=dict)
     precision: str = "bf16"
     seeds: tuple[int, ...] = (42, 43, 44)
     teacher_length_buckets: int = 0  # windows of N batches sorted by length (0: random batches)
+    min_stage_steps: int = 0  # each student stage runs at least this many steps (more epochs on small sets)
+
+    def student_epochs(self, task: str) -> tuple[float, float]:
+        """(intermediate, prediction) epochs of a task: the tier's, raised to the step floor."""
+        rows = min(TRAIN_ROWS[task], self.max_train_samples.get(task, TRAIN_ROWS[task]))
+        floor = math.ceil(self.min_stage_steps / math.ceil(rows / BATCH))
+        return float(max(self.intermediate_epochs, floor)), float(max(self.prediction_epochs, floor))
 
 
 TIERS = {
     # 2 CPU cores: SST-2 capped to 8,000 rows; 3 teacher epochs; 2 + 3 student epochs.
     # Teachers use length-bucketed batches (1.5-2.9x fewer padded tokens on GLUE; RTE's teacher
     # ran before this and used random batches).
-    "cpu": Tier("cpu", 3.0, 3e-5, 2.0, 3.0, {"SST-2": 8000}, teacher_length_buckets=50),
+    "cpu": Tier("cpu", 3.0, 3e-5, 2.0, 3.0, {"SST-2": 8000}, teacher_length_buckets=50, min_stage_steps=500),
     # A GPU: full train sets; the task's teacher epochs (3-5); TinyBERT's 10 (large) / 20 (small)
     # intermediate epochs become 10 here without augmentation, 3 prediction epochs.
     "gpu": Tier("gpu", None, 2e-5, 10.0, 3.0),
@@ -126,11 +138,11 @@ def command(cell: Cell, tier: Tier, args: argparse.Namespace, out: Path) -> list
         cmd += ["--student", args.general]
     else:
         cmd += ["--student", "tinybert-4l-312", "--start", cell.start]
+    intermediate, prediction = tier.student_epochs(cell.task)
     if cell.recipe == "tinybert4":
-        cmd += ["--intermediate-epochs", str(tier.intermediate_epochs)]
-        cmd += ["--prediction-epochs", str(tier.prediction_epochs)]
+        cmd += ["--intermediate-epochs", str(intermediate), "--prediction-epochs", str(prediction)]
     else:  # one stage with the same total budget
-        cmd += ["--epochs", str(tier.intermediate_epochs + tier.prediction_epochs)]
+        cmd += ["--epochs", str(intermediate + prediction)]
     return cmd
 
 
@@ -283,10 +295,17 @@ def _settings(tier: Tier, args: argparse.Namespace) -> list[str]:
             if tier.teacher_length_buckets
             else "."
         ),
-        f"- Students: TinyBERT4 shape; TinyBERT {tier.intermediate_epochs} intermediate +"
-        f" {tier.prediction_epochs} prediction epochs (lr 1e-4 / 5e-5, the tinybert4 recipe); LRC-BERT"
-        " the same total epochs in its one stage; no data augmentation in this tier (20x rows cost 20x"
-        " the budget).",
+        f"- Students: TinyBERT4 shape; TinyBERT {tier.intermediate_epochs:g} intermediate +"
+        f" {tier.prediction_epochs:g} prediction epochs (lr 1e-4 / 5e-5, the tinybert4 recipe)"
+        + (
+            f", raised on small train sets so that each stage runs at least {tier.min_stage_steps} steps"
+            f" of {BATCH} rows: "
+            + ", ".join("{} {:g} + {:g}".format(t, *tier.student_epochs(t)) for t in args.tasks)
+            if tier.min_stage_steps
+            else ""
+        )
+        + "; LRC-BERT the same total epochs in its one stage; no data augmentation in this tier (20x rows"
+        " cost 20x the budget).",
         f"- Seeds: {', '.join(map(str, tier.seeds))} for the pruned TinyBERT student on the four small tasks,"
         " one seed (42) otherwise.",
         "",

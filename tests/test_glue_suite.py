@@ -1,0 +1,84 @@
+"""The GLUE suite's bookkeeping: budgets per task, the commands of its cells and the headline line
+of docs/results.md, on hand-made metrics (no training)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def suite():
+    spec = importlib.util.spec_from_file_location("glue_suite", ROOT / "benchmarks" / "glue_suite.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["glue_suite"] = module  # dataclasses resolve their module by name
+    spec.loader.exec_module(module)
+    yield module
+    sys.modules.pop("glue_suite", None)
+
+
+def test_step_floor_raises_epochs_on_small_train_sets_only(suite) -> None:
+    tier = suite.Tier("t", 3.0, 3e-5, 2.0, 3.0, {"SST-2": 8000}, min_stage_steps=500)
+    # RTE: 2,490 rows = 78 batches of 32 -> 7 epochs reach 500 steps; SST-2 (8,000 rows capped,
+    # 250 batches) keeps the tier's 2 + 3.
+    assert tier.student_epochs("RTE") == (7.0, 7.0)
+    assert tier.student_epochs("MRPC") == (5.0, 5.0)  # 115 batches
+    assert tier.student_epochs("SST-2") == (2.0, 3.0)
+    assert suite.Tier("t", 3.0, 3e-5, 2.0, 3.0).student_epochs("RTE") == (2.0, 3.0)  # no floor
+
+
+def test_cell_commands_carry_the_budget(suite, tmp_path) -> None:
+    args = suite.parse_args(["--tier", "cpu", "--data-dir", str(tmp_path), "--output", str(tmp_path)])
+    tier = suite.TIERS["cpu"]
+    teacher = suite.command(suite.Cell("MRPC", "teacher"), tier, args, tmp_path)
+    assert teacher[0] == "finetune" and "--length-buckets" in teacher
+    student = suite.command(suite.Cell("RTE", "student", "pruned", "tinybert4"), tier, args, tmp_path)
+    epochs = tier.student_epochs("RTE")
+    assert student[student.index("--intermediate-epochs") + 1] == str(epochs[0])
+    assert student[student.index("--prediction-epochs") + 1] == str(epochs[1])
+    assert student[student.index("--start") + 1] == "pruned"
+    lrc = suite.command(suite.Cell("RTE", "student", "pruned", "lrcbert4"), tier, args, tmp_path)
+    assert lrc[lrc.index("--epochs") + 1] == str(sum(epochs))
+
+
+def _write(run: Path, metrics: dict) -> None:
+    run.mkdir(parents=True)
+    (run / "metrics.json").write_text(json.dumps(metrics))
+
+
+def test_headline_is_the_mean_of_last_dev_scores_over_teachers(suite, tmp_path) -> None:
+    out = tmp_path / "suite"
+    teacher = {"params": 109_488_177, "train_seconds": 600}
+    _write(out / "RTE" / "teacher", {**teacher, "dev": {"accuracy": 0.70}})
+    _write(out / "MRPC" / "teacher", {**teacher, "dev": {"f1": 0.90, "accuracy": 0.85}})
+    student = {"params": 14_352_898, "train_seconds": 120}
+
+    def run(*scores: float, key: str, **extra) -> dict:
+        evals = [{key: s} for s in scores]
+        return {**student, "stages": {"prediction": {"evals": evals}}, "dev": evals[-1], **extra}
+
+    # RTE: best 0.66, last 0.63 -> the last counts; MRPC: two seeds, 0.81 (at the majority) and 0.87.
+    _write(out / "RTE" / "tinybert4-pruned-s42", run(0.60, 0.66, 0.63, key="accuracy"))
+    _write(out / "MRPC" / "tinybert4-pruned-s42", run(0.81, key="f1", degenerate=True))
+    _write(out / "MRPC" / "tinybert4-pruned-s43", run(0.80, 0.87, key="f1"))
+    args = suite.parse_args(["--tasks", "RTE,MRPC,CoLA", "--seeds", "2", "--output", str(tmp_path)])
+    tier = suite.TIERS["cpu"]
+    cells = suite.plan(tier, args.tasks, None, lrc=False)
+    text = suite.report(cells, tier, args, out, {})
+    headline = next(line for line in text.splitlines() if line.startswith("mean retention:"))
+    retention = (63 / 70 + (81 + 87) / 2 / 90) / 2 * 100
+    match = re.match(r"mean retention: ([0-9.]+)% at ([0-9.]+)x fewer parameters", headline)
+    assert match and float(match[1]) == pytest.approx(retention, abs=0.05)
+    assert float(match[2]) == pytest.approx(109_488_177 / 14_352_898, abs=0.05)
+    assert "2 of 3 tasks (RTE, MRPC)" in headline
+    mrpc = next(line for line in text.splitlines() if line.startswith("| MRPC | tinybert4"))
+    assert "84.00 ± 4.24 (1 of 2 at the majority class)" in mrpc
+    rte = next(line for line in text.splitlines() if line.startswith("| RTE | tinybert4"))
+    assert "| 63.00 | 66.00 | 90.0% |" in rte
