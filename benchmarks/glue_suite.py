@@ -175,6 +175,7 @@ def run_cell(cell: Cell, cmd: list[str], out: Path, threads: int | None) -> dict
         print(f"  failed (exit {rc}) after {wall / 60:.1f} min: {tail[0][-300:]}", flush=True)
         return {"error": tail[0][-300:]}
     print(f"  done in {wall / 60:.1f} min", flush=True)
+    (run / "wall.json").write_text(json.dumps({"wall_seconds": round(wall, 1)}))
     return metrics
 
 
@@ -226,7 +227,30 @@ def latency(models: dict[str, Path], out: Path, seq_len: int = 128) -> dict[str,
 
 
 def collect(cells: list[Cell], out: Path) -> dict[Cell, dict[str, Any]]:
-    return {c: m for c in cells if (m := read_metrics(out / c.name)) is not None}
+    """The finished cells' metrics, with the wall time of the sitting that finished each cell
+    (``wall.json``: loading, pruning, caches and evaluation included) as ``wall_seconds``."""
+    done = {}
+    for c in cells:
+        if (m := read_metrics(out / c.name)) is not None:
+            wall = out / c.name / "wall.json"
+            done[c] = {**m, **(json.loads(wall.read_text()) if wall.is_file() else {})}
+    return done
+
+
+def _minutes(runs: list[dict[str, Any]]) -> str:
+    """Mean train minutes (and cell wall minutes where known) of a group of runs."""
+    train = f"{statistics.mean(m['train_seconds'] for m in runs) / 60:.0f}"
+    walls = [m["wall_seconds"] for m in runs if "wall_seconds" in m]
+    return f"{train} / {statistics.mean(walls) / 60:.0f}" if walls else f"{train} / -"
+
+
+def _notes(out: Path) -> list[str]:
+    """``notes.json`` beside the cells: {cell name: what was unusual about its run}."""
+    path = out / "notes.json"
+    if not path.is_file():
+        return []
+    notes = json.loads(path.read_text())
+    return ["## Notes on cells", "", *(f"- `{name}`: {text}" for name, text in notes.items()), ""]
 
 
 def report(cells: list[Cell], tier: Tier, args: argparse.Namespace, out: Path, lat: dict[str, Any]) -> str:
@@ -275,6 +299,7 @@ def report(cells: list[Cell], tier: Tier, args: argparse.Namespace, out: Path, l
     lines += _settings(tier, args)
     lines += _teacher_table(teachers, args.tasks)
     lines += _student_table(done, teachers, lat, args.tasks)
+    lines += _notes(out)
     return "\n".join(lines) + "\n"
 
 
@@ -317,7 +342,7 @@ def _teacher_table(teachers: dict[str, dict[str, Any]], tasks: list[str]) -> lis
         "## Teachers",
         "",
         "| task | metric | teacher dev | BERT-base dev (published) | BERT-base test (TinyBERT paper) |"
-        " flag | train min |",
+        " flag | train / cell min |",
         "|---|---|---|---|---|---|---|",
     ]
     for task in tasks:
@@ -330,7 +355,7 @@ def _teacher_table(teachers: dict[str, dict[str, Any]], tasks: list[str]) -> lis
         flag = f"{low - t:.1f} below" if t < low - 3 else ""
         lines.append(
             f"| {task} | {METRIC[task]} | {t:.2f}{extra} | {low}-{high} | {PAPER_TEACHER[task]} | {flag} | "
-            f"{m['train_seconds'] / 60:.0f} |"
+            f"{_minutes([m])} |"
         )
     return [*lines, ""]
 
@@ -349,7 +374,7 @@ def _student_table(
         " median ms on this CPU, ratios teacher / student.",
         "",
         "| task | method | start | seeds | teacher | student last | student best | retention (last) |"
-        " TinyBERT4 paper (test) | params ratio | speed-up torch | speed-up ONNX int8 | train min |",
+        " TinyBERT4 paper (test) | params ratio | speed-up torch | speed-up ONNX int8 | train / cell min |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     groups: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
@@ -366,14 +391,14 @@ def _student_table(
         best = [student_scores(m, task)[1] for m in runs]
         tl, sl = lat.get("teacher", {}), lat.get(f"student-{start}", {})
         speed = [f"{tl[b] / sl[b]:.1f}x" if b in tl and b in sl else "-" for b in ("torch", "onnx-int8")]
-        minutes = statistics.mean(m["train_seconds"] for m in runs) / 60
         stuck = sum(bool(m.get("degenerate")) for m in runs)
         flag = f" ({stuck} of {len(runs)} at the majority class)" if stuck else ""
         lines.append(
             f"| {task} | {recipe} | {start} | {len(runs)} | {t:.2f} | {_mean_sd(last)}{flag} | "
             f"{_mean_sd(best)} | "
             f"{100 * statistics.mean(last) / t:.1f}% | {PAPER_TINYBERT4[task]} | "
-            f"{teachers[task]['params'] / runs[0]['params']:.1f}x | {speed[0]} | {speed[1]} | {minutes:.0f} |"
+            f"{teachers[task]['params'] / runs[0]['params']:.1f}x | {speed[0]} | {speed[1]} | "
+            f"{_minutes(runs)} |"
         )
     return [*lines, ""]
 

@@ -66,6 +66,8 @@ def test_headline_is_the_mean_of_last_dev_scores_over_teachers(suite, tmp_path) 
 
     # RTE: best 0.66, last 0.63 -> the last counts; MRPC: two seeds, 0.81 (at the majority) and 0.87.
     _write(out / "RTE" / "tinybert4-pruned-s42", run(0.60, 0.66, 0.63, key="accuracy"))
+    (out / "RTE" / "tinybert4-pruned-s42" / "wall.json").write_text(json.dumps({"wall_seconds": 300}))
+    (out / "notes.json").write_text(json.dumps({"MRPC/teacher": "shared the CPU with another run"}))
     _write(out / "MRPC" / "tinybert4-pruned-s42", run(0.81, key="f1", degenerate=True))
     _write(out / "MRPC" / "tinybert4-pruned-s43", run(0.80, 0.87, key="f1"))
     args = suite.parse_args(["--tasks", "RTE,MRPC,CoLA", "--seeds", "2", "--output", str(tmp_path)])
@@ -78,7 +80,8 @@ def test_headline_is_the_mean_of_last_dev_scores_over_teachers(suite, tmp_path) 
     assert match and float(match[1]) == pytest.approx(retention, abs=0.05)
     assert float(match[2]) == pytest.approx(109_488_177 / 14_352_898, abs=0.05)
     assert "2 of 3 tasks (RTE, MRPC)" in headline
+    assert "- `MRPC/teacher`: shared the CPU with another run" in text
     mrpc = next(line for line in text.splitlines() if line.startswith("| MRPC | tinybert4"))
     assert "84.00 ± 4.24 (1 of 2 at the majority class)" in mrpc
     rte = next(line for line in text.splitlines() if line.startswith("| RTE | tinybert4"))
-    assert "| 63.00 | 66.00 | 90.0% |" in rte
+    assert "| 63.00 | 66.00 | 90.0% |" in rte and rte.endswith("| 2 / 5 |")  # train / cell minutes
