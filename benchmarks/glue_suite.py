@@ -51,7 +51,7 @@ PAPER_TEACHER = {"CoLA": 52.8, "SST-2": 93.4, "MRPC": 87.5, "STS-B": 85.8, "RTE"
 PAPER_TINYBERT4 = {"CoLA": 44.1, "SST-2": 92.6, "MRPC": 86.4, "STS-B": 80.4, "RTE": 66.6}
 TEACHERS = {"mpnet": "all-mpnet-base-v2", "minilm": "all-MiniLM-L6-v2"}
 # Train rows of ../shared/data/glue (what `tinydistill` prints as "train: N rows read"), for the
-# step floor below without reading the files.
+# step floor below without reading the files; every cell trains with batches of BATCH rows.
 TRAIN_ROWS = {"CoLA": 8551, "SST-2": 67349, "MRPC": 3668, "STS-B": 5749, "RTE": 2490}
 BATCH = 32
 
@@ -122,6 +122,7 @@ def command(cell: Cell, tier: Tier, args: argparse.Namespace, out: Path) -> list
     """The ``tinydistill`` command line of a cell (resumable: ``--resume``)."""
     common = [
         "--task", cell.task, "--data-dir", str(args.data_dir), "--mixed-precision", tier.precision,
+        "--batch-size", str(BATCH),
         "--save-every", "100", "--keep-checkpoints", "1", "--resume", "--logger", "none",
     ]  # fmt: skip
     if cell.task in tier.max_train_samples:

@@ -109,6 +109,11 @@ class Batches:
             epoch, index = epoch + 1, 0
 
 
+def row_lengths(dataset: EncodedDataset) -> np.ndarray:
+    """Token count of every encoded row (length buckets, the teacher-state cache's layout)."""
+    return np.array([len(dataset[i]["input_ids"]) for i in range(len(dataset))], dtype=np.int64)
+
+
 def train_batches(
     dataset: EncodedDataset, tokenizer: PreTrainedTokenizerBase, batch_size: int, seed: int, buckets: int = 0
 ) -> Batches:
@@ -120,7 +125,7 @@ def train_batches(
     def rows_batch(rows) -> dict[str, torch.Tensor]:
         return {**collate([dataset[int(i)] for i in rows]), "row": torch.as_tensor(rows, dtype=torch.long)}
 
-    lengths = [len(dataset[i]["input_ids"]) for i in range(len(dataset))] if buckets else None
+    lengths = row_lengths(dataset) if buckets else None
     return Batches(len(dataset), batch_size, rows_batch, seed, lengths=lengths, buckets=buckets)
 
 

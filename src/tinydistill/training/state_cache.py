@@ -32,6 +32,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from tinydistill.data import row_lengths
 from tinydistill.deploy.cache import cache_home
 from tinydistill.losses.reps import Reps
 from tinydistill.models.capture import forward_reps
@@ -169,7 +170,7 @@ def open_or_build(
 ) -> tuple[StateCache | None, str]:
     """The cache entry for these rows (built when missing), or None and why not."""
     layout = layout_for(teacher, layers, attentions, dtype)
-    lengths = np.array([len(dataset[i]["input_ids"]) for i in range(len(dataset))], dtype=np.int64)
+    lengths = row_lengths(dataset)
     size = layout.nbytes(lengths)
     budget = int(budget_gb * 2**30)
     if size > budget:
