@@ -106,13 +106,14 @@ class Cell:
 
 def plan(tier: Tier, tasks: list[str], general: str | None, lrc: bool) -> list[Cell]:
     """Every cell, in the order that fills the headline first: per task its teacher and the pruned
-    TinyBERT student, then the extra seeds, the other starts and LRC-BERT."""
+    TinyBERT student, then the extra seeds, the other starts (general, when given, before random) and
+    LRC-BERT."""
     cells = [c for t in tasks for c in (Cell(t, "teacher"), Cell(t, "student", "pruned", "tinybert4"))]
     seeds = tier.seeds[1:]
     cells += [Cell(t, "student", "pruned", "tinybert4", s) for t in tasks if t in SMALL for s in seeds]
-    cells += [Cell(t, "student", "random", "tinybert4") for t in tasks]
     if general:
         cells += [Cell(t, "student", "general", "tinybert4") for t in tasks]
+    cells += [Cell(t, "student", "random", "tinybert4") for t in tasks]
     if lrc:
         cells += [Cell(t, "student", "pruned", "lrcbert4") for t in tasks]
     return cells
@@ -334,7 +335,30 @@ def _settings(tier: Tier, args: argparse.Namespace) -> list[str]:
         " cost 20x the budget).",
         f"- Seeds: {', '.join(map(str, tier.seeds))} for the pruned TinyBERT student on the four small tasks,"
         " one seed (42) otherwise.",
+        *_general_line(args.general),
         "",
+    ]
+
+
+def _general_line(general: str | None) -> list[str]:
+    """What the ``general`` start is: its run's teacher, start, steps and time (from its metrics.json)."""
+    if not general:
+        return []
+    path = Path(general)
+    m = read_metrics(path) or {}
+    plan = json.loads((path / "prune.json").read_text()) if (path / "prune.json").is_file() else None
+    start = "random init"
+    if plan:
+        source = plan["calibration"].get("source", "calibration rows")
+        start = f"pruned from {plan['teacher']} (layers {plan['layers']}, calibrated on `{source}`)"
+    if not m:
+        return [f"- General start: `{general}` ({start})."]
+    return [
+        f"- General start: `{general}`: {start}, then general distillation from the pre-trained"
+        f" {m.get('teacher')} on `{m.get('corpus')}`: {m.get('steps')} steps of {m.get('global_batch_size')}"
+        f" sequences ({m.get('sequences_seen', 0):,} sequences, {m.get('epochs_seen')} passes over the"
+        " corpus),"
+        f" {m.get('train_seconds', 0) / 60:.0f} min; the same task distillation as the other starts."
     ]
 
 

@@ -142,6 +142,30 @@ def test_general_student_starts_task_distillation(setup, tmp_path, glue_dir):
     assert torch.allclose(task[f"bert.{key}"], general_weights[key], atol=1e-6)
 
 
+def test_general_from_a_pruned_student_keeps_its_plan(setup, tmp_path):
+    """A student pruned from the teacher starts general distillation where it is: the plan's layer map,
+    W_h at the channel selection (so the hidden loss starts near zero for a student that keeps every
+    channel), and the plan goes on to the output for task distillation."""
+    teacher_layers = json.loads((Path(setup["teacher"]) / "config.json").read_text())["num_hidden_layers"]
+    shape = tmp_path / "shape.json"
+    shape.write_text(json.dumps({"num_hidden_layers": 1}))  # every channel kept, one layer
+    tinydistill.prune(teacher=setup["teacher"], output=str(tmp_path / "pruned"), shape=str(shape),
+                      corpus=setup["corpus"], calibration_samples=16, layer_map="bottom")  # fmt: skip
+    plan = json.loads((tmp_path / "pruned" / "prune.json").read_text())
+    assert plan["layers"] == [1] != [teacher_layers]  # the uniform map would pick the last layer
+    cfg_file = tmp_path / "pruned" / "config.json"  # no dropout: the student's outputs equal the teacher's
+    cfg = json.loads(cfg_file.read_text())
+    cfg_file.write_text(json.dumps({**cfg, "hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0}))
+    summary = run({**setup, "student": str(tmp_path / "pruned")}, tmp_path / "out", max_steps=1,
+                  learning_rate=1e-9, warmup_ratio=0.0)  # fmt: skip
+    assert summary["layer_map"] == [1]
+    first = summary["history"][0]
+    assert max(first["embedding"], first["hidden"], first["attention"]) < 1e-4  # vs ~1.35 from random
+    assert json.loads((tmp_path / "out" / "prune.json").read_text()) == plan
+    random_start = run(setup, tmp_path / "random", max_steps=1, learning_rate=1e-9, warmup_ratio=0.0)
+    assert random_start["history"][0]["hidden"] > 0.1  # a fresh W_h and random student start far off
+
+
 def test_mpnet_teacher(tmp_path, tokenizer_dir):
     tok = BertTokenizerFast.from_pretrained(tokenizer_dir)
     cfg = MPNetConfig(

@@ -85,3 +85,21 @@ def test_headline_is_the_mean_of_last_dev_scores_over_teachers(suite, tmp_path) 
     assert "84.00 ± 4.24 (1 of 2 at the majority class)" in mrpc
     rte = next(line for line in text.splitlines() if line.startswith("| RTE | tinybert4"))
     assert "| 63.00 | 66.00 | 90.0% |" in rte and rte.endswith("| 2 / 5 |")  # train / cell minutes
+
+
+def test_general_start_runs_before_random_and_is_described(suite, tmp_path) -> None:
+    tier = suite.TIERS["cpu"]
+    cells = suite.plan(tier, ["CoLA", "SST-2"], str(tmp_path), lrc=False)
+    starts = [c.start for c in cells if c.kind == "student" and c.seed == 42]
+    assert starts == ["pruned", "pruned", "general", "general", "random", "random"]
+    assert suite._general_line(None) == []
+    general = tmp_path / "general"
+    general.mkdir()
+    plan = {"teacher": "all-mpnet-base-v2", "layers": [3, 6, 9, 12], "calibration": {"source": "runs/corpus"}}
+    (general / "prune.json").write_text(json.dumps(plan))
+    assert "pruned from all-mpnet-base-v2 (layers [3, 6, 9, 12]" in suite._general_line(str(general))[0]
+    metrics = {"teacher": "all-mpnet-base-v2", "corpus": "runs/corpus", "steps": 700, "global_batch_size": 32,
+               "sequences_seen": 22_400, "epochs_seen": 0.55, "train_seconds": 2400.0}  # fmt: skip
+    (general / "metrics.json").write_text(json.dumps(metrics))
+    line = suite._general_line(str(general))[0]
+    assert "700 steps of 32 sequences (22,400 sequences, 0.55 passes over the corpus), 40 min" in line

@@ -35,6 +35,8 @@ from tinydistill.losses import HiddenProjection
 from tinydistill.mapping import layer_map, parse_layer_map
 from tinydistill.models.capture import enable_capture
 from tinydistill.models.load import count_params, load_tokenizer, save_model
+from tinydistill.models.prune import init_projection
+from tinydistill.start import checkpoint_plan
 from tinydistill.training.checkpoint import latest_readable
 from tinydistill.training.general_step import (
     GeneralLoss,
@@ -95,6 +97,9 @@ def general(cfg: C.GeneralConfig) -> dict[str, Any]:
     summary = _summary(cfg, result, total, len(corpus), layers, dtype, final, teacher)
     if acc.is_main_process:
         save_model(final, tokenizer, output)
+        plan = checkpoint_plan(cfg.student)
+        if plan is not None:  # task distillation from DIR keeps the layer map and W_h's start
+            plan.save(output)
         tmp = output / "metrics.json.tmp"
         run_scale = {"world_size": acc.num_processes, "mixed_precision": acc.mixed_precision}
         tmp.write_text(json.dumps({**summary, **run_scale}, indent=2))
@@ -129,9 +134,14 @@ def _checkpoint_to_resume(cfg: C.GeneralConfig, output: Path) -> Path | None:
 def _make_distiller(
     cfg: C.GeneralConfig, student: PreTrainedModel, teacher: PreTrainedModel, corpus: PackedCorpus
 ) -> tuple[Distiller, list[int]]:
-    """The student, a fresh ``W_h`` projection and the weighted terms; also the layer map."""
+    """The student, ``W_h`` and the weighted terms; also the layer map. A student pruned from the teacher
+    (``tinydistill prune``) keeps its plan's layer map and starts ``W_h`` at its channel selection, as
+    task distillation does; otherwise ``W_h`` starts at random and the map is ``cfg.layer_map``."""
     n_s, n_t = student.config.num_hidden_layers, teacher.config.num_hidden_layers
-    layers = layer_map(parse_layer_map(cfg.layer_map), n_s, n_t)
+    plan = checkpoint_plan(cfg.student)
+    fits = plan is not None and len(plan.layers) == n_s and max(plan.layers) <= n_t
+    use_plan = fits and cfg.layer_map == "uniform"
+    layers = plan.layers if use_plan else layer_map(parse_layer_map(cfg.layer_map), n_s, n_t)
     weights = {k: float(v) for k, v in cfg.weights.items() if v}
     limit = min(student.config.max_position_embeddings, teacher.config.max_position_embeddings)
     if corpus.max_seq_length > limit:
@@ -148,6 +158,8 @@ def _make_distiller(
     proj = HiddenProjection(
         student.config.hidden_size, teacher.config.hidden_size, n_s, shared=cfg.hidden_proj_shared
     )
+    if plan is not None and teacher.config.hidden_size == len(plan.channel_mean):
+        init_projection(proj, plan)
     distiller = Distiller(student, proj, layers)
     distiller.set_terms(weights)
     return distiller, layers
