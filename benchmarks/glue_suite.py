@@ -488,18 +488,36 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _shape(model: Path) -> tuple[Any, ...]:
+    """What latency depends on: the architecture and sizes in the model's config (not its weights)."""
+    cfg = json.loads((model / "config.json").read_text())
+    keys = ("model_type", "num_hidden_layers", "hidden_size", "num_attention_heads", "intermediate_size",
+            "vocab_size", "num_labels")  # fmt: skip
+    return tuple(cfg.get(k) for k in keys) + (len(cfg.get("id2label") or {}),)
+
+
 def write_results(cells: list[Cell], tier: Tier, args: argparse.Namespace, out: Path, measure: bool) -> None:
     """Rewrite the results file; with ``measure`` first time the models not yet in latency.json."""
     done = collect(cells, out)
     models: dict[str, Path] = {}
+    same: dict[str, str] = {}  # a start whose students have the shape of an earlier start's: timed once
+    shapes: dict[tuple[Any, ...], str] = {}
     for c in done:
-        models.setdefault("teacher" if c.kind == "teacher" else f"student-{c.start}", out / c.name)
+        key = "teacher" if c.kind == "teacher" else f"student-{c.start}"
+        if key in models or key in same:
+            continue
+        first = shapes.setdefault(_shape(out / c.name), key)
+        if first == key:
+            models[key] = out / c.name
+        else:
+            same[key] = first
     lat_file = out / "latency.json"
     lat = (
         latency(models, out)
         if measure and models
         else (json.loads(lat_file.read_text()) if lat_file.is_file() else {})
     )
+    lat = {**lat, **{k: lat[v] for k, v in same.items() if v in lat}}
     args.results.parent.mkdir(parents=True, exist_ok=True)
     args.results.write_text(report(cells, tier, args, out, lat))
 

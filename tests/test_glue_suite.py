@@ -103,3 +103,24 @@ def test_general_start_runs_before_random_and_is_described(suite, tmp_path) -> N
     (general / "metrics.json").write_text(json.dumps(metrics))
     line = suite._general_line(str(general))[0]
     assert "700 steps of 32 sequences (22,400 sequences, 0.55 passes over the corpus), 40 min" in line
+
+
+def test_students_of_one_shape_share_one_latency_measurement(suite, tmp_path) -> None:
+    out = tmp_path / "suite"
+    shape = {"model_type": "mpnet", "num_hidden_layers": 4, "hidden_size": 312, "id2label": {"0": "a"}}
+    evals = {"stages": {"prediction": {"evals": [{"accuracy": 0.8}]}}, "dev": {"accuracy": 0.8}}
+    _write(out / "SST-2" / "teacher", {"params": 109_488_177, "train_seconds": 60, "dev": {"accuracy": 0.9}})
+    for start in ("pruned", "general"):
+        _write(out / "SST-2" / f"tinybert4-{start}-s42", {"params": 14_352_898, "train_seconds": 60, **evals})
+        (out / "SST-2" / f"tinybert4-{start}-s42" / "config.json").write_text(json.dumps(shape))
+    (out / "SST-2" / "teacher" / "config.json").write_text(json.dumps({**shape, "num_hidden_layers": 12}))
+    lat = {"teacher": {"torch": 100.0, "onnx-int8": 50.0}}
+    lat["student-pruned"] = {"torch": 10.0, "onnx-int8": 10.0}
+    (out / "latency.json").write_text(json.dumps(lat))
+    results = tmp_path / "r.md"
+    args = suite.parse_args(["--tasks", "SST-2", "--output", str(tmp_path), "--results", str(results)])
+    cells = suite.plan(suite.TIERS["cpu"], args.tasks, "general-dir", lrc=False)
+    suite.write_results(cells, suite.TIERS["cpu"], args, out, measure=True)  # nothing left to time
+    rows = [line for line in results.read_text().splitlines() if line.startswith("| SST-2 | tinybert4")]
+    assert len(rows) == 2 and all("| 10.0x | 5.0x |" in row for row in rows)
+    assert json.loads((out / "latency.json").read_text()) == lat  # the general start was not timed again
