@@ -10,12 +10,17 @@ Cells (each one ``tinydistill`` run in its own directory, run as a separate proc
   LRC-BERT (``lrcbert4``) on the pruned start. The four small tasks run ``--seeds`` seeds of the
   headline cell (pruned start, TinyBERT).
 
-The suite is resumable cell by cell: a finished cell (its ``metrics.json``) is read back, an
-interrupted one continues from its checkpoint. After every cell it rewrites ``docs/results.md``
-from the cells that exist; the headline line is the mean over the tasks done of student / teacher
-on the paper's metric (CoLA MCC, SST-2 accuracy, MRPC F1, STS-B Spearman, RTE accuracy), with the
-student's *last* dev evaluation (its best one is printed beside it) against the teacher kept for
-its best dev score (both choices lower the retention rather than raise it).
+The suite is resumable cell by cell, across machines: a finished cell leaves a small record (scores,
+parameters, times, its command) in the ledger ``benchmarks/results/glue-suite/<tier>/<teacher>/``
+(committed; ``cells.json``, ``latency.json``, ``notes.json``), and a recorded cell is not run again;
+an interrupted one continues from its checkpoint under ``--output``. Model weights stay under
+``--output``: a student cell whose task's teacher model is absent (a new machine) fine-tunes the
+teacher again first, and that rerun replaces the teacher's record (the earlier score is kept in the
+record and shown in the notes). After every cell it rewrites ``docs/results.md`` from the ledger;
+the headline line is the mean over the tasks done of student / teacher on the paper's metric
+(CoLA MCC, SST-2 accuracy, MRPC F1, STS-B Spearman, RTE accuracy), with the student's *last* dev
+evaluation (its best one is printed beside it) against the teacher kept for its best dev score
+(both choices lower the retention rather than raise it).
 
     PYTHONPATH=src python benchmarks/glue_suite.py --tier cpu                 # everything, resumable
     PYTHONPATH=src python benchmarks/glue_suite.py --tier cpu --stop-after 150  # start no cell after 150 min
@@ -156,8 +161,7 @@ def read_metrics(run: Path) -> dict[str, Any] | None:
 def run_cell(cell: Cell, cmd: list[str], out: Path, threads: int | None) -> dict[str, Any]:
     """Run one cell as a separate process (its log beside it); returns its metrics or an error."""
     run = out / cell.name
-    done = read_metrics(run)
-    if done is not None:
+    if (done := read_metrics(run)) is not None:
         return done
     log = out / cell.task / f"{run.name}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
@@ -188,11 +192,16 @@ def score(evaluation: dict[str, Any], task: str) -> float:
     return 100 * float(evaluation[METRIC[task]])
 
 
-def student_scores(metrics: dict[str, Any], task: str) -> tuple[float, float]:
-    """(last, best) dev score of a student: the evaluations of its last stage."""
+def _last_best(metrics: dict[str, Any], task: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The last and the best dev evaluation of a run's last stage (its final ``dev`` when it has none)."""
     last_stage = list(metrics["stages"].values())[-1]
-    values = [score(e, task) for e in last_stage.get("evals") or []] or [score(metrics["dev"], task)]
-    return values[-1], max(values)
+    evals = last_stage.get("evals") or [metrics["dev"]]
+    return evals[-1], max(evals, key=lambda e: score(e, task))
+
+
+def student_scores(record: dict[str, Any], task: str) -> tuple[float, float]:
+    """(last, best) dev score of a student record."""
+    return score(record["last"], task), score(record["best"], task)
 
 
 def teacher_score(metrics: dict[str, Any], task: str) -> float:
@@ -205,38 +214,81 @@ def _mean_sd(values: list[float]) -> str:
     return f"{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f}"
 
 
-def latency(models: dict[str, Path], out: Path, seq_len: int = 128) -> dict[str, dict[str, float]]:
-    """Batch-1 CPU latency (ms, median) of each model, PyTorch and ONNX int8, timed interleaved
-    once per suite and kept in ``latency.json``: it depends on the shape, not on the weights, so one
-    model stands for the teacher and one for each start's students."""
-    cache = out / "latency.json"
-    known = json.loads(cache.read_text()) if cache.is_file() else {}
-    todo = {k: p for k, p in models.items() if k not in known}
-    if todo:
-        from tinydistill.deploy.runners import load_runner
-        from tinydistill.deploy.timing import p50_p95, time_runners
+def latency(models: dict[str, Path], ledger: Path, seq_len: int = 128) -> dict[str, dict[str, float]]:
+    """Batch-1 CPU latency (ms, median) of each model, PyTorch and ONNX int8, timed interleaved in one
+    sitting (ratios are only fair side by side) and kept in ``latency.json``: it depends on the shape,
+    not on the weights, so one model stands for the teacher and one for each start's students."""
+    from tinydistill.deploy.runners import load_runner
+    from tinydistill.deploy.timing import p50_p95, time_runners
 
-        for backend in ("torch", "onnx-int8"):
-            runners = [load_runner(p, backend, k) for k, p in todo.items()]
-            for key, times in zip(todo, time_runners(runners, 1, seq_len, repeats=30), strict=True):
-                known.setdefault(key, {})[backend] = round(p50_p95(times)[0], 2)
-                known[key]["params"] = int(runners[list(todo).index(key)].params)
-        cache.write_text(json.dumps(known, indent=2))
+    known = read_ledger(ledger, "latency.json")
+    for backend in ("torch", "onnx-int8"):
+        runners = [load_runner(p, backend, k) for k, p in models.items()]
+        for key, times in zip(models, time_runners(runners, 1, seq_len, repeats=30), strict=True):
+            known.setdefault(key, {})[backend] = round(p50_p95(times)[0], 2)
+            known[key]["params"] = int(runners[list(models).index(key)].params)
+    ledger.mkdir(parents=True, exist_ok=True)
+    (ledger / "latency.json").write_text(json.dumps(known, indent=2) + "\n")
     return known
 
 
 # ---------------------------------------------------------------------------------------- report
 
 
-def collect(cells: list[Cell], out: Path) -> dict[Cell, dict[str, Any]]:
-    """The finished cells' metrics, with the wall time of the sitting that finished each cell
-    (``wall.json``: loading, pruning, caches and evaluation included) as ``wall_seconds``."""
-    done = {}
+def record(cell: Cell, metrics: dict[str, Any], run: Path, cmd: list[str]) -> dict[str, Any]:
+    """What the report needs of a finished run, small enough to commit: scores, size, times, shape
+    (for latency), the command (its settings) and the date."""
+    rec: dict[str, Any] = {k: metrics[k] for k in ("dev", "params", "train_seconds") if k in metrics}
+    if cell.kind == "student":
+        rec["last"], rec["best"] = _last_best(metrics, cell.task)
+        rec["degenerate"] = bool(metrics.get("degenerate"))
+    wall = run / "wall.json"
+    if wall.is_file():
+        rec.update(json.loads(wall.read_text()))
+    if (run / "config.json").is_file():
+        rec["shape"] = list(_shape(run))
+    rec["command"] = " ".join(_relative(a) for a in cmd)
+    rec["finished"] = dt.datetime.fromtimestamp((run / "metrics.json").stat().st_mtime).date().isoformat()
+    return rec
+
+
+def _relative(arg: str) -> str:
+    """A path under the checkout's parent written relative to the checkout (as the README does)."""
+    return os.path.relpath(arg, ROOT) if str(arg).startswith(str(ROOT.parent)) else str(arg)
+
+
+def read_ledger(ledger: Path, name: str = "cells.json") -> dict[str, Any]:
+    path = ledger / name
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def sync(cells: list[Cell], tier: Tier, args: argparse.Namespace, out: Path, ledger: Path) -> None:
+    """Record every cell finished under ``out`` that the ledger lacks or holds from another run; a
+    teacher run again (its model was on another machine) keeps its earlier scores under ``previous``."""
+    records = read_ledger(ledger)
+    changed = False
     for c in cells:
-        if (m := read_metrics(out / c.name)) is not None:
-            wall = out / c.name / "wall.json"
-            done[c] = {**m, **(json.loads(wall.read_text()) if wall.is_file() else {})}
-    return done
+        run = out / c.name
+        if (m := read_metrics(run)) is None:
+            continue
+        new = record(c, m, run, command(c, tier, args, out))
+        old = records.get(c.name)
+        if old is not None and {k: old.get(k) for k in new} == new:
+            continue
+        if old is not None:
+            earlier = {k: old[k] for k in ("dev", "train_seconds", "finished", "source") if k in old}
+            new["previous"] = [*old.get("previous", []), earlier]
+        records[c.name] = new
+        changed = True
+    if changed:
+        ledger.mkdir(parents=True, exist_ok=True)
+        (ledger / "cells.json").write_text(json.dumps(records, indent=1, sort_keys=True) + "\n")
+
+
+def collect(cells: list[Cell], ledger: Path) -> dict[Cell, dict[str, Any]]:
+    """The recorded cells of the plan, in plan order."""
+    records = read_ledger(ledger)
+    return {c: records[c.name] for c in cells if c.name in records}
 
 
 def _minutes(runs: list[dict[str, Any]]) -> str:
@@ -246,17 +298,27 @@ def _minutes(runs: list[dict[str, Any]]) -> str:
     return f"{train} / {statistics.mean(walls) / 60:.0f}" if walls else f"{train} / -"
 
 
-def _notes(out: Path) -> list[str]:
-    """``notes.json`` beside the cells: {cell name: what was unusual about its run}."""
-    path = out / "notes.json"
-    if not path.is_file():
-        return []
-    notes = json.loads(path.read_text())
-    return ["## Notes on cells", "", *(f"- `{name}`: {text}" for name, text in notes.items()), ""]
+def _notes(done: dict[Cell, dict[str, Any]], ledger: Path) -> list[str]:
+    """``notes.json`` in the ledger ({cell name: what was unusual about its run}), the records rebuilt
+    from an earlier report, and the teachers fine-tuned again on a later machine."""
+    notes = [f"- `{name}`: {text}" for name, text in read_ledger(ledger, "notes.json").items()]
+    sources: dict[str, list[str]] = {}
+    for c, m in done.items():
+        if "source" in m:
+            sources.setdefault(m["source"], []).append(c.name)
+        for p in m.get("previous", []):
+            if c.kind == "teacher" and "dev" in p:
+                notes.append(
+                    f"- `{c.name}`: fine-tuned again on {m['finished']} (its model stays on the machine that"
+                    f" trains it; its students need it) with the same command; the run of {p.get('finished')}"
+                    f" scored {score(p['dev'], c.task):.2f}."
+                )
+    notes += [f"- {', '.join(f'`{n}`' for n in names)}: {text}." for text, names in sources.items()]
+    return ["## Notes on cells", "", *notes, ""] if notes else []
 
 
-def report(cells: list[Cell], tier: Tier, args: argparse.Namespace, out: Path, lat: dict[str, Any]) -> str:
-    done = collect(cells, out)
+def report(cells: list[Cell], tier: Tier, args: argparse.Namespace, ledger: Path, lat: dict[str, Any]) -> str:
+    done = collect(cells, ledger)
     teachers = {c.task: m for c, m in done.items() if c.kind == "teacher"}
     lines = [
         "# GLUE suite results",
@@ -298,14 +360,14 @@ def report(cells: list[Cell], tier: Tier, args: argparse.Namespace, out: Path, l
     else:
         lines.append("mean retention: n/a — no task has a teacher and a headline student yet")
     lines += ["", f"Machine: {platform.machine()}, {os.cpu_count()} CPU threads, {platform.platform()}.", ""]
-    lines += _settings(tier, args)
+    lines += _settings(tier, args, ledger)
     lines += _teacher_table(teachers, args.tasks)
     lines += _student_table(done, teachers, lat, args.tasks)
-    lines += _notes(out)
+    lines += _notes(done, ledger)
     return "\n".join(lines) + "\n"
 
 
-def _settings(tier: Tier, args: argparse.Namespace) -> list[str]:
+def _settings(tier: Tier, args: argparse.Namespace, ledger: Path) -> list[str]:
     caps = ", ".join(f"{k} {v:,} rows" for k, v in tier.max_train_samples.items()) or "none (full train sets)"
     teacher_epochs = tier.teacher_epochs or "the task's"
     return [
@@ -335,30 +397,60 @@ def _settings(tier: Tier, args: argparse.Namespace) -> list[str]:
         " cost 20x the budget).",
         f"- Seeds: {', '.join(map(str, tier.seeds))} for the pruned TinyBERT student on the four small tasks,"
         " one seed (42) otherwise.",
-        *_general_line(args.general),
+        *_general_line(args.general, ledger),
         "",
     ]
 
 
-def _general_line(general: str | None) -> list[str]:
-    """What the ``general`` start is: its run's teacher, start, steps and time (from its metrics.json)."""
+def general_start(general: str | None, ledger: Path) -> dict[str, Any] | None:
+    """What the ``general`` start is (its run's teacher, corpus, steps, time, prune plan), read from
+    its directory when present and kept in the ledger's ``general.json`` for machines without it."""
+    if not general:
+        return None
+    path, kept = Path(general), read_ledger(ledger, "general.json")
+    m = read_metrics(path)
+    if m is None:
+        return kept.get(general)
+    keys = (
+        "teacher",
+        "corpus",
+        "steps",
+        "global_batch_size",
+        "sequences_seen",
+        "epochs_seen",
+        "train_seconds",
+    )
+    info: dict[str, Any] = {k: m.get(k) for k in keys}
+    if (path / "prune.json").is_file():
+        plan = json.loads((path / "prune.json").read_text())
+        info["prune"] = {
+            "teacher": plan["teacher"],
+            "layers": plan["layers"],
+            "source": plan["calibration"].get("source"),
+        }
+    if kept.get(general) != info:
+        ledger.mkdir(parents=True, exist_ok=True)
+        (ledger / "general.json").write_text(json.dumps({**kept, general: info}, indent=1) + "\n")
+    return info
+
+
+def _general_line(general: str | None, ledger: Path) -> list[str]:
     if not general:
         return []
-    path = Path(general)
-    m = read_metrics(path) or {}
-    plan = json.loads((path / "prune.json").read_text()) if (path / "prune.json").is_file() else None
+    info = general_start(general, ledger)
+    if info is None:
+        return [f"- General start: `{general}` (not on this machine and not in the ledger)."]
     start = "random init"
-    if plan:
-        source = plan["calibration"].get("source", "calibration rows")
+    if plan := info.get("prune"):
+        source = plan.get("source") or "calibration rows"
         start = f"pruned from {plan['teacher']} (layers {plan['layers']}, calibrated on `{source}`)"
-    if not m:
-        return [f"- General start: `{general}` ({start})."]
     return [
         f"- General start: `{general}`: {start}, then general distillation from the pre-trained"
-        f" {m.get('teacher')} on `{m.get('corpus')}`: {m.get('steps')} steps of {m.get('global_batch_size')}"
-        f" sequences ({m.get('sequences_seen', 0):,} sequences, {m.get('epochs_seen')} passes over the"
-        " corpus),"
-        f" {m.get('train_seconds', 0) / 60:.0f} min; the same task distillation as the other starts."
+        f" {info.get('teacher')} on `{info.get('corpus')}`: {info.get('steps')} steps of"
+        f" {info.get('global_batch_size')} sequences ({info.get('sequences_seen') or 0:,} sequences,"
+        f" {info.get('epochs_seen')} passes over the corpus),"
+        f" {(info.get('train_seconds') or 0) / 60:.0f} min;"
+        " the same task distillation as the other starts."
     ]
 
 
@@ -440,11 +532,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--output", type=Path, default=ROOT / "runs" / "glue-suite")
     p.add_argument("--results", type=Path, default=ROOT / "docs" / "results.md")
     p.add_argument(
+        "--ledger",
+        type=Path,
+        default=ROOT / "benchmarks" / "results" / "glue-suite",
+        help="Where finished cells are recorded (committed; <tier>/<teacher>/cells.json).",
+    )
+    p.add_argument(
         "--general", default=None, help="General-distillation checkpoint: adds the 'general' start."
     )
     p.add_argument("--no-lrc", action="store_true", help="Skip the LRC-BERT cells.")
     p.add_argument("--seeds", type=int, default=3, help="Seeds of the headline cell on the small tasks.")
-    p.add_argument("--only", default=None, help="Run only cells whose name contains this (e.g. teacher).")
+    p.add_argument(
+        "--only",
+        default=None,
+        help="Run only cells whose name contains this (e.g. STS-B/), and their teachers.",
+    )
     p.add_argument("--stop-after", type=float, default=None, help="Start no new cell after N minutes.")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--report-only", action="store_true")
@@ -457,33 +559,51 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def todo(cells: list[Cell], args: argparse.Namespace, out: Path, ledger: Path) -> list[Cell]:
+    """The cells to run, in plan order: those selected (``--only``) and not in the ledger, and the
+    teacher of each such student when its model is not under ``out`` (recorded or not)."""
+    recorded = read_ledger(ledger)
+    pending = [c for c in cells if c.name not in recorded and (not args.only or args.only in c.name)]
+    needed = {c.task for c in pending if c.kind == "student"}
+    return [
+        c
+        for c in cells
+        if c in pending or (c.kind == "teacher" and c.task in needed and read_metrics(out / c.name) is None)
+    ]
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     base = TIERS[args.tier]
     tier = Tier(**{**base.__dict__, "seeds": tuple(42 + i for i in range(args.seeds))})
     out = args.output / tier.name / args.teacher
+    ledger = args.ledger / tier.name / args.teacher
     cells = plan(tier, args.tasks, args.general, not args.no_lrc)
+    sync(cells, tier, args, out, ledger)
     began = time.monotonic()
     if not args.report_only:
         if not args.data_dir.is_dir():
             print(f"error: GLUE data not found at {args.data_dir} (--data-dir)", file=sys.stderr)
             return 2
-        for cell in cells:
-            if args.only and args.only not in cell.name:
-                continue
+        queue = todo(cells, args, out, ledger)
+        print(
+            f"{len(collect(cells, ledger))} of {len(cells)} cells recorded in {_relative(str(ledger))}; "
+            f"{len(queue)} to run"
+        )
+        for cell in queue:
             cmd = command(cell, tier, args, out)
             if args.dry_run:
                 print("tinydistill " + " ".join(cmd))
                 continue
-            if read_metrics(out / cell.name) is None and args.stop_after is not None:
-                if (time.monotonic() - began) / 60 > args.stop_after:
-                    print(f"--stop-after {args.stop_after} min reached; stopping before {cell.name}")
-                    break
+            if args.stop_after is not None and (time.monotonic() - began) / 60 > args.stop_after:
+                print(f"--stop-after {args.stop_after} min reached; stopping before {cell.name}")
+                break
             run_cell(cell, cmd, out, args.threads)
-            write_results(cells, tier, args, out, measure=False)
+            sync(cells, tier, args, out, ledger)
+            write_results(cells, tier, args, out, ledger, measure=False)
     if args.dry_run:
         return 0
-    write_results(cells, tier, args, out, measure=True)
+    write_results(cells, tier, args, out, ledger, measure=True)
     print(args.results.read_text().split("\n## Settings")[0])
     return 0
 
@@ -496,30 +616,32 @@ def _shape(model: Path) -> tuple[Any, ...]:
     return tuple(cfg.get(k) for k in keys) + (len(cfg.get("id2label") or {}),)
 
 
-def write_results(cells: list[Cell], tier: Tier, args: argparse.Namespace, out: Path, measure: bool) -> None:
-    """Rewrite the results file; with ``measure`` first time the models not yet in latency.json."""
-    done = collect(cells, out)
+def write_results(
+    cells: list[Cell], tier: Tier, args: argparse.Namespace, out: Path, ledger: Path, measure: bool
+) -> None:
+    """Rewrite the results file from the ledger; with ``measure`` first time the shapes not yet in
+    latency.json, on a model of that shape present under ``out``."""
     models: dict[str, Path] = {}
     same: dict[str, str] = {}  # a start whose students have the shape of an earlier start's: timed once
     shapes: dict[tuple[Any, ...], str] = {}
-    for c in done:
+    for c, rec in collect(cells, ledger).items():
         key = "teacher" if c.kind == "teacher" else f"student-{c.start}"
-        if key in models or key in same:
+        present = (out / c.name / "config.json").is_file()
+        shape = tuple(rec["shape"]) if "shape" in rec else (_shape(out / c.name) if present else None)
+        if shape is None:
             continue
-        first = shapes.setdefault(_shape(out / c.name), key)
-        if first == key:
-            models[key] = out / c.name
-        else:
-            same[key] = first
-    lat_file = out / "latency.json"
-    lat = (
-        latency(models, out)
-        if measure and models
-        else (json.loads(lat_file.read_text()) if lat_file.is_file() else {})
-    )
-    lat = {**lat, **{k: lat[v] for k, v in same.items() if v in lat}}
+        first = shapes.setdefault(shape, key)
+        if first != key:
+            same.setdefault(key, first)
+        elif present:
+            models.setdefault(key, out / c.name)
+    known = read_ledger(ledger, "latency.json")
+    missing = [k for k in models if k not in known]
+    # a new shape is timed beside the teacher (and every other shape present), never alone
+    lat = latency(models, ledger) if measure and missing and "teacher" in models else known
+    lat = {**lat, **{k: lat[v] for k, v in same.items() if v in lat and k not in lat}}
     args.results.parent.mkdir(parents=True, exist_ok=True)
-    args.results.write_text(report(cells, tier, args, out, lat))
+    args.results.write_text(report(cells, tier, args, ledger, lat))
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import re
+import shutil
 import sys
 from pathlib import Path
 
@@ -67,13 +68,16 @@ def test_headline_is_the_mean_of_last_dev_scores_over_teachers(suite, tmp_path) 
     # RTE: best 0.66, last 0.63 -> the last counts; MRPC: two seeds, 0.81 (at the majority) and 0.87.
     _write(out / "RTE" / "tinybert4-pruned-s42", run(0.60, 0.66, 0.63, key="accuracy"))
     (out / "RTE" / "tinybert4-pruned-s42" / "wall.json").write_text(json.dumps({"wall_seconds": 300}))
-    (out / "notes.json").write_text(json.dumps({"MRPC/teacher": "shared the CPU with another run"}))
+    ledger = tmp_path / "ledger"
+    ledger.mkdir()
+    (ledger / "notes.json").write_text(json.dumps({"MRPC/teacher": "shared the CPU with another run"}))
     _write(out / "MRPC" / "tinybert4-pruned-s42", run(0.81, key="f1", degenerate=True))
     _write(out / "MRPC" / "tinybert4-pruned-s43", run(0.80, 0.87, key="f1"))
     args = suite.parse_args(["--tasks", "RTE,MRPC,CoLA", "--seeds", "2", "--output", str(tmp_path)])
     tier = suite.TIERS["cpu"]
     cells = suite.plan(tier, args.tasks, None, lrc=False)
-    text = suite.report(cells, tier, args, out, {})
+    suite.sync(cells, tier, args, out, ledger)
+    text = suite.report(cells, tier, args, ledger, {})
     headline = next(line for line in text.splitlines() if line.startswith("mean retention:"))
     retention = (63 / 70 + (81 + 87) / 2 / 90) / 2 * 100
     match = re.match(r"mean retention: ([0-9.]+)% at ([0-9.]+)x fewer parameters", headline)
@@ -92,17 +96,21 @@ def test_general_start_runs_before_random_and_is_described(suite, tmp_path) -> N
     cells = suite.plan(tier, ["CoLA", "SST-2"], str(tmp_path), lrc=False)
     starts = [c.start for c in cells if c.kind == "student" and c.seed == 42]
     assert starts == ["pruned", "pruned", "general", "general", "random", "random"]
-    assert suite._general_line(None) == []
+    ledger = tmp_path / "ledger"
+    assert suite._general_line(None, ledger) == []
     general = tmp_path / "general"
     general.mkdir()
     plan = {"teacher": "all-mpnet-base-v2", "layers": [3, 6, 9, 12], "calibration": {"source": "runs/corpus"}}
     (general / "prune.json").write_text(json.dumps(plan))
-    assert "pruned from all-mpnet-base-v2 (layers [3, 6, 9, 12]" in suite._general_line(str(general))[0]
+    assert "not on this machine" in suite._general_line(str(general), ledger)[0]  # no finished run
     metrics = {"teacher": "all-mpnet-base-v2", "corpus": "runs/corpus", "steps": 700, "global_batch_size": 32,
                "sequences_seen": 22_400, "epochs_seen": 0.55, "train_seconds": 2400.0}  # fmt: skip
     (general / "metrics.json").write_text(json.dumps(metrics))
-    line = suite._general_line(str(general))[0]
+    line = suite._general_line(str(general), ledger)[0]
+    assert "pruned from all-mpnet-base-v2 (layers [3, 6, 9, 12], calibrated on `runs/corpus`)" in line
     assert "700 steps of 32 sequences (22,400 sequences, 0.55 passes over the corpus), 40 min" in line
+    shutil.rmtree(general)  # another machine: the ledger still says what the start was
+    assert suite._general_line(str(general), ledger)[0] == line
 
 
 def test_students_of_one_shape_share_one_latency_measurement(suite, tmp_path) -> None:
@@ -116,11 +124,58 @@ def test_students_of_one_shape_share_one_latency_measurement(suite, tmp_path) ->
     (out / "SST-2" / "teacher" / "config.json").write_text(json.dumps({**shape, "num_hidden_layers": 12}))
     lat = {"teacher": {"torch": 100.0, "onnx-int8": 50.0}}
     lat["student-pruned"] = {"torch": 10.0, "onnx-int8": 10.0}
-    (out / "latency.json").write_text(json.dumps(lat))
+    ledger = tmp_path / "ledger"
+    ledger.mkdir()
+    (ledger / "latency.json").write_text(json.dumps(lat))
     results = tmp_path / "r.md"
-    args = suite.parse_args(["--tasks", "SST-2", "--output", str(tmp_path), "--results", str(results)])
-    cells = suite.plan(suite.TIERS["cpu"], args.tasks, "general-dir", lrc=False)
-    suite.write_results(cells, suite.TIERS["cpu"], args, out, measure=True)  # nothing left to time
+    argv = ["--tasks", "SST-2", "--output", str(tmp_path), "--results", str(results), "--general", "g"]
+    args = suite.parse_args(argv)
+    cells = suite.plan(suite.TIERS["cpu"], args.tasks, args.general, lrc=False)
+    suite.sync(cells, suite.TIERS["cpu"], args, out, ledger)
+    suite.write_results(cells, suite.TIERS["cpu"], args, out, ledger, measure=True)  # nothing left to time
     rows = [line for line in results.read_text().splitlines() if line.startswith("| SST-2 | tinybert4")]
     assert len(rows) == 2 and all("| 10.0x | 5.0x |" in row for row in rows)
-    assert json.loads((out / "latency.json").read_text()) == lat  # the general start was not timed again
+    assert json.loads((ledger / "latency.json").read_text()) == lat  # the general start was not timed again
+
+
+def test_the_ledger_outlives_the_run_directories(suite, tmp_path) -> None:
+    """A new machine has no runs/: recorded cells are reported and not rerun; a student still to run
+    brings its teacher back (fine-tuned again), and the teacher's earlier score stays on record."""
+    out, ledger = tmp_path / "suite", tmp_path / "ledger"
+    tier = suite.TIERS["cpu"]
+    args = suite.parse_args(["--tasks", "RTE", "--seeds", "2", "--output", str(tmp_path), "--no-lrc"])
+    cells = suite.plan(tier, args.tasks, None, lrc=False)
+    _write(out / "RTE" / "teacher", {"params": 100, "train_seconds": 60, "dev": {"accuracy": 0.70}})
+    evals = [{"accuracy": 0.66}, {"accuracy": 0.63}]
+    student = {"params": 10, "train_seconds": 60, "stages": {"prediction": {"evals": evals}}}
+    student["dev"] = evals[-1]
+    _write(out / "RTE" / "tinybert4-pruned-s42", student)
+    suite.sync(cells, tier, args, out, ledger)
+    recorded = json.loads((ledger / "cells.json").read_text())
+    assert recorded["RTE/tinybert4-pruned-s42"]["last"] == {"accuracy": 0.63}
+    assert recorded["RTE/tinybert4-pruned-s42"]["best"] == {"accuracy": 0.66}
+    assert recorded["RTE/teacher"]["command"].startswith("finetune --model all-mpnet-base-v2 --output ")
+
+    shutil.rmtree(out)  # the next machine
+    names = [c.name for c in suite.todo(cells, args, out, ledger)]
+    assert names == [
+        f"RTE/{n}"
+        for n in ("teacher", "tinybert4-pruned-s43", "tinybert4-pruned-s44", "tinybert4-random-s42")
+    ]
+    only = suite.parse_args(["--tasks", "RTE", "--only", "random", "--output", str(tmp_path)])
+    assert [c.name for c in suite.todo(cells, only, out, ledger)] == [
+        "RTE/teacher",
+        "RTE/tinybert4-random-s42",
+    ]
+    text = suite.report(cells, tier, args, ledger, {})
+    assert "| RTE | tinybert4 | pruned | 1 | 70.00 | 63.00 | 66.00 | 90.0% |" in text
+
+    _write(out / "RTE" / "teacher", {"params": 100, "train_seconds": 50, "dev": {"accuracy": 0.71}})
+    suite.sync(cells, tier, args, out, ledger)
+    teacher = json.loads((ledger / "cells.json").read_text())["RTE/teacher"]
+    assert teacher["dev"] == {"accuracy": 0.71} and teacher["previous"][0]["dev"] == {"accuracy": 0.70}
+    text = suite.report(cells, tier, args, ledger, {})
+    assert "| RTE | tinybert4 | pruned | 1 | 71.00 | 63.00 |" in text
+    assert "the run of" in text and "scored 70.00" in text
+    suite.sync(cells, tier, args, out, ledger)  # nothing new: the record is not pushed into previous again
+    assert len(json.loads((ledger / "cells.json").read_text())["RTE/teacher"]["previous"]) == 1
