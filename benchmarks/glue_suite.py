@@ -36,6 +36,7 @@ import json
 import math
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
@@ -75,19 +76,41 @@ class Tier:
     seeds: tuple[int, ...] = (42, 43, 44)
     teacher_length_buckets: int = 0  # windows of N batches sorted by length (0: random batches)
     min_stage_steps: int = 0  # each student stage runs at least this many steps (more epochs on small sets)
+    intermediate_lr: float | None = None  # None: the recipe's (tinybert4: 1e-4)
+    prediction_lr: float | None = None  # None: the recipe's (tinybert4: 5e-5)
+
+    min_prediction_steps: int = 0  # the prediction stage's own floor (0: min_stage_steps)
 
     def student_epochs(self, task: str) -> tuple[float, float]:
-        """(intermediate, prediction) epochs of a task: the tier's, raised to the step floor."""
+        """(intermediate, prediction) epochs of a task: the tier's, raised to the step floors."""
         rows = min(TRAIN_ROWS[task], self.max_train_samples.get(task, TRAIN_ROWS[task]))
-        floor = math.ceil(self.min_stage_steps / math.ceil(rows / BATCH))
-        return float(max(self.intermediate_epochs, floor)), float(max(self.prediction_epochs, floor))
+        batches = math.ceil(rows / BATCH)
+        floor = math.ceil(self.min_stage_steps / batches)
+        prediction_floor = math.ceil((self.min_prediction_steps or self.min_stage_steps) / batches)
+        return float(max(self.intermediate_epochs, floor)), float(
+            max(self.prediction_epochs, prediction_floor)
+        )
 
 
 TIERS = {
     # 2 CPU cores: SST-2 capped to 8,000 rows; 3 teacher epochs; 2 + 3 student epochs.
     # Teachers use length-bucketed batches (1.5-2.9x fewer padded tokens on GLUE; RTE's teacher
     # ran before this and used random batches).
-    "cpu": Tier("cpu", 3.0, 3e-5, 2.0, 3.0, {"SST-2": 8000}, teacher_length_buckets=50, min_stage_steps=500),
+    # The prediction stage (teacher logits cached: ~0.4 s per step) runs at lr 2e-4 and at least 1,000
+    # steps: with the recipe's 5e-5 over 540 steps an STS-B student reached Spearman 9.2 on dev, at
+    # 2e-4 43.1, at 5e-4 worse than at 2e-4 (tuned on STS-B dev, 2026-12-04; see the README).
+    "cpu": Tier(
+        "cpu",
+        3.0,
+        3e-5,
+        2.0,
+        3.0,
+        {"SST-2": 8000},
+        teacher_length_buckets=50,
+        min_stage_steps=500,
+        prediction_lr=2e-4,
+        min_prediction_steps=1000,
+    ),  # fmt: skip
     # A GPU: full train sets; the task's teacher epochs (3-5); TinyBERT's 10 (large) / 20 (small)
     # intermediate epochs become 10 here without augmentation, 3 prediction epochs.
     "gpu": Tier("gpu", None, 2e-5, 10.0, 3.0),
@@ -148,6 +171,8 @@ def command(cell: Cell, tier: Tier, args: argparse.Namespace, out: Path) -> list
     intermediate, prediction = tier.student_epochs(cell.task)
     if cell.recipe == "tinybert4":
         cmd += ["--intermediate-epochs", str(intermediate), "--prediction-epochs", str(prediction)]
+        cmd += ["--intermediate-lr", str(tier.intermediate_lr)] if tier.intermediate_lr else []
+        cmd += ["--prediction-lr", str(tier.prediction_lr)] if tier.prediction_lr else []
     else:  # one stage with the same total budget
         cmd += ["--epochs", str(intermediate + prediction)]
     return cmd
@@ -158,13 +183,30 @@ def read_metrics(run: Path) -> dict[str, Any] | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
+def _made_by(run: Path) -> Path:
+    """Where the command that made a run directory is written (beside its log)."""
+    return run.parent / f"{run.name}.cmd"
+
+
+def set_aside_if_stale(run: Path, line: str) -> None:
+    """A run directory made with other settings is renamed ``<name>.earlier``: not resumed, not lost."""
+    made_by = _made_by(run)
+    if run.is_dir() and made_by.is_file() and _settings_of(made_by.read_text()) != _settings_of(line):
+        aside = run.with_name(run.name + ".earlier")
+        shutil.rmtree(aside, ignore_errors=True)
+        run.rename(aside)
+
+
 def run_cell(cell: Cell, cmd: list[str], out: Path, threads: int | None) -> dict[str, Any]:
     """Run one cell as a separate process (its log beside it); returns its metrics or an error."""
     run = out / cell.name
+    line = " ".join(_relative(a) for a in cmd)
+    set_aside_if_stale(run, line)
     if (done := read_metrics(run)) is not None:
         return done
     log = out / cell.task / f"{run.name}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
+    _made_by(run).write_text(line + "\n")
     env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
     if threads:
         env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
@@ -271,7 +313,10 @@ def sync(cells: list[Cell], tier: Tier, args: argparse.Namespace, out: Path, led
         run = out / c.name
         if (m := read_metrics(run)) is None:
             continue
-        new = record(c, m, run, command(c, tier, args, out))
+        made_by = _made_by(run)
+        new = record(
+            c, m, run, made_by.read_text().split() if made_by.is_file() else command(c, tier, args, out)
+        )
         old = records.get(c.name)
         if old is not None and {k: old.get(k) for k in new} == new:
             continue
@@ -285,10 +330,36 @@ def sync(cells: list[Cell], tier: Tier, args: argparse.Namespace, out: Path, led
         (ledger / "cells.json").write_text(json.dumps(records, indent=1, sort_keys=True) + "\n")
 
 
-def collect(cells: list[Cell], ledger: Path) -> dict[Cell, dict[str, Any]]:
-    """The recorded cells of the plan, in plan order."""
+PATH_OPTIONS = {"--output", "--data-dir", "--teacher"}  # where things are, not how the cell runs
+
+
+def _settings_of(cmd: str) -> list[str]:
+    """A cell's command without the options that only say where things are."""
+    words = cmd.split()
+    return [
+        w
+        for i, w in enumerate(words)
+        if w not in PATH_OPTIONS and (i == 0 or words[i - 1] not in PATH_OPTIONS)
+    ]
+
+
+def current(cell: Cell, tier: Tier, args: argparse.Namespace) -> str:
+    """The cell's command under the tier's present settings (paths as the README writes them)."""
+    return " ".join(_relative(a) for a in command(cell, tier, args, args.output / tier.name / args.teacher))
+
+
+def collect(
+    cells: list[Cell], ledger: Path, tier: Tier, args: argparse.Namespace, stale: bool = False
+) -> dict[Cell, dict[str, Any]]:
+    """The recorded cells of the plan, in plan order, that ran with the tier's present settings (with
+    ``stale``: those that ran with other settings; they are run again and kept out of the tables)."""
     records = read_ledger(ledger)
-    return {c: records[c.name] for c in cells if c.name in records}
+    return {
+        c: records[c.name]
+        for c in cells
+        if c.name in records
+        and (_settings_of(records[c.name]["command"]) != _settings_of(current(c, tier, args))) == stale
+    }
 
 
 def _minutes(runs: list[dict[str, Any]]) -> str:
@@ -318,7 +389,7 @@ def _notes(done: dict[Cell, dict[str, Any]], ledger: Path) -> list[str]:
 
 
 def report(cells: list[Cell], tier: Tier, args: argparse.Namespace, ledger: Path, lat: dict[str, Any]) -> str:
-    done = collect(cells, ledger)
+    done = collect(cells, ledger, tier, args)
     teachers = {c.task: m for c, m in done.items() if c.kind == "teacher"}
     lines = [
         "# GLUE suite results",
@@ -364,7 +435,37 @@ def report(cells: list[Cell], tier: Tier, args: argparse.Namespace, ledger: Path
     lines += _teacher_table(teachers, args.tasks)
     lines += _student_table(done, teachers, lat, args.tasks)
     lines += _notes(done, ledger)
+    lines += _earlier(collect(cells, ledger, tier, args, stale=True), tier, args)
     return "\n".join(lines) + "\n"
+
+
+def _options(cmd: str) -> dict[str, str]:
+    words = _settings_of(cmd)
+    return {w: (words[i + 1] if i + 1 < len(words) and not words[i + 1].startswith("--") else "")
+            for i, w in enumerate(words) if w.startswith("--")}  # fmt: skip
+
+
+def _shown(options: dict[str, str], key: str) -> str:
+    return f"`{key} {options[key]}`".replace(" `", "`") if key in options else "unset"
+
+
+def _earlier(stale: dict[Cell, dict[str, Any]], tier: Tier, args: argparse.Namespace) -> list[str]:
+    """Recorded cells whose settings are not the tier's present ones: their scores and what differed."""
+    if not stale:
+        return []
+    lines = ["## Cells recorded with other settings", "",
+             "Not in the tables above; the suite runs them again with the present settings.", ""]  # fmt: skip
+    for c, m in stale.items():
+        was, now = _options(m["command"]), _options(current(c, tier, args))
+        keys = sorted(k for k in set(was) | set(now) if was.get(k) != now.get(k))
+        diff = ", ".join(f"{_shown(was, k)} (now {_shown(now, k)})" for k in keys)
+        scores = (
+            f"{score(m['dev'], c.task):.2f}"
+            if c.kind == "teacher"
+            else "last {:.2f}, best {:.2f}".format(*student_scores(m, c.task))
+        )
+        lines.append(f"- `{c.name}` ({m.get('finished', '?')}): {METRIC[c.task]} {scores}; ran with {diff}")
+    return [*lines, ""]
 
 
 def _settings(tier: Tier, args: argparse.Namespace, ledger: Path) -> list[str]:
@@ -379,16 +480,22 @@ def _settings(tier: Tier, args: argparse.Namespace, ledger: Path) -> list[str]:
         f"- Teacher: {TEACHERS[args.teacher]}, {teacher_epochs} epochs at lr {tier.teacher_lr},"
         " best dev kept"
         + (
-            f"; length-bucketed batches (windows of {tier.teacher_length_buckets} batches sorted by length;"
-            " RTE's teacher ran before this, with random batches)."
+            f"; length-bucketed batches (windows of {tier.teacher_length_buckets} batches sorted by length)."
             if tier.teacher_length_buckets
             else "."
         ),
         f"- Students: TinyBERT4 shape; TinyBERT {tier.intermediate_epochs:g} intermediate +"
-        f" {tier.prediction_epochs:g} prediction epochs (lr 1e-4 / 5e-5, the tinybert4 recipe)"
+        f" {tier.prediction_epochs:g} prediction epochs at lr {tier.intermediate_lr or 1e-4:g} /"
+        f" {tier.prediction_lr or 5e-5:g}"
+        + (" (the tinybert4 recipe's)" if not (tier.intermediate_lr or tier.prediction_lr) else "")
         + (
             f", raised on small train sets so that each stage runs at least {tier.min_stage_steps} steps"
-            f" of {BATCH} rows: "
+            + (
+                f" (the prediction stage {tier.min_prediction_steps})"
+                if tier.min_prediction_steps and tier.min_prediction_steps != tier.min_stage_steps
+                else ""
+            )
+            + f" of {BATCH} rows: "
             + ", ".join("{} {:g} + {:g}".format(t, *tier.student_epochs(t)) for t in args.tasks)
             if tier.min_stage_steps
             else ""
@@ -559,11 +666,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def todo(cells: list[Cell], args: argparse.Namespace, out: Path, ledger: Path) -> list[Cell]:
-    """The cells to run, in plan order: those selected (``--only``) and not in the ledger, and the
+def todo(cells: list[Cell], tier: Tier, args: argparse.Namespace, out: Path, ledger: Path) -> list[Cell]:
+    """The cells to run, in plan order: those selected (``--only``) and not in the ledger with the
+    tier's present settings, and the
     teacher of each such student when its model is not under ``out`` (recorded or not)."""
-    recorded = read_ledger(ledger)
-    pending = [c for c in cells if c.name not in recorded and (not args.only or args.only in c.name)]
+    current_ = collect(cells, ledger, tier, args)
+    pending = [c for c in cells if c not in current_ and (not args.only or args.only in c.name)]
     needed = {c.task for c in pending if c.kind == "student"}
     return [
         c
@@ -585,10 +693,10 @@ def main(argv: list[str] | None = None) -> int:
         if not args.data_dir.is_dir():
             print(f"error: GLUE data not found at {args.data_dir} (--data-dir)", file=sys.stderr)
             return 2
-        queue = todo(cells, args, out, ledger)
+        queue = todo(cells, tier, args, out, ledger)
         print(
-            f"{len(collect(cells, ledger))} of {len(cells)} cells recorded in {_relative(str(ledger))}; "
-            f"{len(queue)} to run"
+            f"{len(collect(cells, ledger, tier, args))} of {len(cells)} cells recorded with these settings"
+            f" in {_relative(str(ledger))}; {len(queue)} to run"
         )
         for cell in queue:
             cmd = command(cell, tier, args, out)
@@ -624,7 +732,7 @@ def write_results(
     models: dict[str, Path] = {}
     same: dict[str, str] = {}  # a start whose students have the shape of an earlier start's: timed once
     shapes: dict[tuple[Any, ...], str] = {}
-    for c, rec in collect(cells, ledger).items():
+    for c, rec in collect(cells, ledger, tier, args).items():
         key = "teacher" if c.kind == "teacher" else f"student-{c.start}"
         present = (out / c.name / "config.json").is_file()
         shape = tuple(rec["shape"]) if "shape" in rec else (_shape(out / c.name) if present else None)

@@ -33,6 +33,8 @@ def test_step_floor_raises_epochs_on_small_train_sets_only(suite) -> None:
     assert tier.student_epochs("MRPC") == (5.0, 5.0)  # 115 batches
     assert tier.student_epochs("SST-2") == (2.0, 3.0)
     assert suite.Tier("t", 3.0, 3e-5, 2.0, 3.0).student_epochs("RTE") == (2.0, 3.0)  # no floor
+    longer = suite.Tier("t", 3.0, 3e-5, 2.0, 3.0, min_stage_steps=500, min_prediction_steps=1000)
+    assert longer.student_epochs("RTE") == (7.0, 13.0) and longer.student_epochs("STS-B") == (3.0, 6.0)
 
 
 def test_cell_commands_carry_the_budget(suite, tmp_path) -> None:
@@ -157,13 +159,13 @@ def test_the_ledger_outlives_the_run_directories(suite, tmp_path) -> None:
     assert recorded["RTE/teacher"]["command"].startswith("finetune --model all-mpnet-base-v2 --output ")
 
     shutil.rmtree(out)  # the next machine
-    names = [c.name for c in suite.todo(cells, args, out, ledger)]
+    names = [c.name for c in suite.todo(cells, tier, args, out, ledger)]
     assert names == [
         f"RTE/{n}"
         for n in ("teacher", "tinybert4-pruned-s43", "tinybert4-pruned-s44", "tinybert4-random-s42")
     ]
     only = suite.parse_args(["--tasks", "RTE", "--only", "random", "--output", str(tmp_path)])
-    assert [c.name for c in suite.todo(cells, only, out, ledger)] == [
+    assert [c.name for c in suite.todo(cells, tier, only, out, ledger)] == [
         "RTE/teacher",
         "RTE/tinybert4-random-s42",
     ]
@@ -179,3 +181,36 @@ def test_the_ledger_outlives_the_run_directories(suite, tmp_path) -> None:
     assert "the run of" in text and "scored 70.00" in text
     suite.sync(cells, tier, args, out, ledger)  # nothing new: the record is not pushed into previous again
     assert len(json.loads((ledger / "cells.json").read_text())["RTE/teacher"]["previous"]) == 1
+
+
+def test_cells_recorded_with_other_settings_are_run_again_and_kept_out_of_the_tables(suite, tmp_path) -> None:
+    out, ledger = tmp_path / "suite", tmp_path / "ledger"
+    old = suite.Tier(**{**suite.TIERS["cpu"].__dict__, "seeds": (42,)})
+    args = suite.parse_args(["--tasks", "RTE", "--output", str(tmp_path), "--no-lrc"])
+    cells = suite.plan(old, args.tasks, None, lrc=False)
+    _write(out / "RTE" / "teacher", {"params": 100, "train_seconds": 60, "dev": {"accuracy": 0.70}})
+    evals = [{"accuracy": 0.55}]
+    _write(out / "RTE" / "tinybert4-pruned-s42", {"params": 10, "train_seconds": 60, "dev": evals[0],
+                                                  "stages": {"prediction": {"evals": evals}}})  # fmt: skip
+    student_cmd = suite.command(cells[1], old, args, out)
+    (out / "RTE" / "tinybert4-pruned-s42.cmd").write_text(" ".join(student_cmd) + "\n")
+    suite.sync(cells, old, args, out, ledger)
+
+    new = suite.Tier(**{**old.__dict__, "prediction_lr": 3e-4})  # the tier changed its settings
+    assert "--prediction-lr" in suite.command(cells[1], new, args, out)
+    assert [c.name for c in suite.collect(cells, ledger, new, args)] == ["RTE/teacher"]  # paths do not count
+    assert [c.name for c in suite.todo(cells, new, args, out, ledger)] == [
+        "RTE/tinybert4-pruned-s42",
+        "RTE/tinybert4-random-s42",
+    ]
+    text = suite.report(cells, new, args, ledger, {})
+    assert "| RTE | tinybert4 |" not in text and "mean retention: n/a" in text
+    earlier = text.split("## Cells recorded with other settings")[1]
+    assert "`RTE/tinybert4-pruned-s42`" in earlier and "accuracy last 55.00, best 55.00" in earlier
+    assert "ran with `--prediction-lr 0.0002` (now `--prediction-lr 0.0003`)" in earlier
+
+    run = out / "RTE" / "tinybert4-pruned-s42"
+    suite.set_aside_if_stale(run, " ".join(suite.command(cells[1], old, args, tmp_path / "elsewhere")))
+    assert run.is_dir()  # same settings, other paths: resumed as it is
+    suite.set_aside_if_stale(run, " ".join(suite.command(cells[1], new, args, out)))
+    assert not run.exists() and (out / "RTE" / "tinybert4-pruned-s42.earlier" / "metrics.json").is_file()
