@@ -321,7 +321,8 @@ def sync(cells: list[Cell], tier: Tier, args: argparse.Namespace, out: Path, led
         if old is not None and {k: old.get(k) for k in new} == new:
             continue
         if old is not None:
-            earlier = {k: old[k] for k in ("dev", "train_seconds", "finished", "source") if k in old}
+            keep = ("dev", "last", "best", "train_seconds", "finished", "source", "note", "command")
+            earlier = {k: old[k] for k in keep if k in old}
             new["previous"] = [*old.get("previous", []), earlier]
         records[c.name] = new
         changed = True
@@ -370,19 +371,32 @@ def _minutes(runs: list[dict[str, Any]]) -> str:
 
 
 def _notes(done: dict[Cell, dict[str, Any]], ledger: Path) -> list[str]:
-    """``notes.json`` in the ledger ({cell name: what was unusual about its run}), the records rebuilt
-    from an earlier report, and the teachers fine-tuned again on a later machine."""
+    """The ledger's ``notes.json`` (notes on the suite as a whole), each recorded run's own ``note``
+    (what was unusual about it), where a record came from, and the teachers fine-tuned again."""
     notes = [f"- `{name}`: {text}" for name, text in read_ledger(ledger, "notes.json").items()]
     sources: dict[str, list[str]] = {}
     for c, m in done.items():
+        if "note" in m:
+            notes.append(f"- `{c.name}`: {m['note']}")
         if "source" in m:
             sources.setdefault(m["source"], []).append(c.name)
         for p in m.get("previous", []):
+            if c.kind == "student" and "last" in p:
+                was = "last {:.2f}, best {:.2f}".format(score(p["last"], c.task), score(p["best"], c.task))
+                diff = _diff(p.get("command", ""), m["command"]) or "the same settings"
+                notes.append(
+                    f"- `{c.name}`: the run of {p.get('finished')} scored {was}; it ran with {diff}."
+                )
             if c.kind == "teacher" and "dev" in p:
+                same = (
+                    "the same"
+                    if _settings_of(p.get("command", "")) == _settings_of(m["command"])
+                    else "the present"
+                )
                 notes.append(
                     f"- `{c.name}`: fine-tuned again on {m['finished']} (its model stays on the machine that"
-                    f" trains it; its students need it) with the same command; the run of {p.get('finished')}"
-                    f" scored {score(p['dev'], c.task):.2f}."
+                    f" trains it; its students need it) with {same} settings;"
+                    f" the run of {p.get('finished')} scored {score(p['dev'], c.task):.2f}."
                 )
     notes += [f"- {', '.join(f'`{n}`' for n in names)}: {text}." for text, names in sources.items()]
     return ["## Notes on cells", "", *notes, ""] if notes else []
@@ -449,6 +463,13 @@ def _shown(options: dict[str, str], key: str) -> str:
     return f"`{key} {options[key]}`".replace(" `", "`") if key in options else "unset"
 
 
+def _diff(before: str, after: str) -> str:
+    """The options in which two cell commands differ: ``--x 1`` (now ``--x 2``), ..."""
+    was, now = _options(before), _options(after)
+    keys = sorted(k for k in set(was) | set(now) if was.get(k) != now.get(k))
+    return ", ".join(f"{_shown(was, k)} (now {_shown(now, k)})" for k in keys)
+
+
 def _earlier(stale: dict[Cell, dict[str, Any]], tier: Tier, args: argparse.Namespace) -> list[str]:
     """Recorded cells whose settings are not the tier's present ones: their scores and what differed."""
     if not stale:
@@ -456,15 +477,16 @@ def _earlier(stale: dict[Cell, dict[str, Any]], tier: Tier, args: argparse.Names
     lines = ["## Cells recorded with other settings", "",
              "Not in the tables above; the suite runs them again with the present settings.", ""]  # fmt: skip
     for c, m in stale.items():
-        was, now = _options(m["command"]), _options(current(c, tier, args))
-        keys = sorted(k for k in set(was) | set(now) if was.get(k) != now.get(k))
-        diff = ", ".join(f"{_shown(was, k)} (now {_shown(now, k)})" for k in keys)
+        diff = _diff(m["command"], current(c, tier, args))
         scores = (
             f"{score(m['dev'], c.task):.2f}"
             if c.kind == "teacher"
             else "last {:.2f}, best {:.2f}".format(*student_scores(m, c.task))
         )
-        lines.append(f"- `{c.name}` ({m.get('finished', '?')}): {METRIC[c.task]} {scores}; ran with {diff}")
+        note = f" Note: {m['note']}" if "note" in m else ""
+        lines.append(
+            f"- `{c.name}` ({m.get('finished', '?')}): {METRIC[c.task]} {scores}; ran with {diff}.{note}"
+        )
     return [*lines, ""]
 
 
@@ -745,8 +767,9 @@ def write_results(
             models.setdefault(key, out / c.name)
     known = read_ledger(ledger, "latency.json")
     missing = [k for k in models if k not in known]
-    # a new shape is timed beside the teacher (and every other shape present), never alone
-    lat = latency(models, ledger) if measure and missing and "teacher" in models else known
+    # a new shape is timed beside the teacher (and every other shape present); the teacher never alone
+    side_by_side = "teacher" in models and len(models) > 1
+    lat = latency(models, ledger) if measure and missing and side_by_side else known
     lat = {**lat, **{k: lat[v] for k, v in same.items() if v in lat and k not in lat}}
     args.results.parent.mkdir(parents=True, exist_ok=True)
     args.results.write_text(report(cells, tier, args, ledger, lat))

@@ -214,3 +214,18 @@ def test_cells_recorded_with_other_settings_are_run_again_and_kept_out_of_the_ta
     assert run.is_dir()  # same settings, other paths: resumed as it is
     suite.set_aside_if_stale(run, " ".join(suite.command(cells[1], new, args, out)))
     assert not run.exists() and (out / "RTE" / "tinybert4-pruned-s42.earlier" / "metrics.json").is_file()
+
+    # run again with the present settings: in the table, and the earlier run in the notes
+    evals = [{"accuracy": 0.60}, {"accuracy": 0.62}]
+    _write(
+        run, {"params": 10, "train_seconds": 70, "dev": evals[1], "stages": {"prediction": {"evals": evals}}}
+    )
+    (out / "RTE" / "tinybert4-pruned-s42.cmd").write_text(" ".join(suite.command(cells[1], new, args, out)))
+    suite.sync(cells, new, args, out, ledger)
+    text = suite.report(cells, new, args, ledger, {})
+    assert "| RTE | tinybert4 | pruned | 1 | 70.00 | 62.00 | 62.00 |" in text
+    assert (
+        "scored last 55.00, best 55.00; it ran with `--prediction-lr 0.0002` (now `--prediction-lr 0.0003`)"
+        in text
+    )
+    assert "## Cells recorded with other settings" not in text
