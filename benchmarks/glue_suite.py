@@ -12,7 +12,7 @@ Cells (each one ``tinydistill`` run in its own directory, run as a separate proc
 
 The suite is resumable cell by cell, across machines: a finished cell leaves a small record (scores,
 parameters, times, its command) in the ledger ``benchmarks/results/glue-suite/<tier>/<teacher>/``
-(committed; ``cells.json``, ``latency.json``, ``notes.json``), and a recorded cell is not run again;
+(committed; ``cells.json``, ``latency.json``, ``general.json``), and a recorded cell is not run again;
 an interrupted one continues from its checkpoint under ``--output``. Model weights stay under
 ``--output``: a student cell whose task's teacher model is absent (a new machine) fine-tunes the
 teacher again first, and that rerun replaces the teacher's record (the earlier score is kept in the
@@ -78,7 +78,6 @@ class Tier:
     min_stage_steps: int = 0  # each student stage runs at least this many steps (more epochs on small sets)
     intermediate_lr: float | None = None  # None: the recipe's (tinybert4: 1e-4)
     prediction_lr: float | None = None  # None: the recipe's (tinybert4: 5e-5)
-
     min_prediction_steps: int = 0  # the prediction stage's own floor (0: min_stage_steps)
 
     def student_epochs(self, task: str) -> tuple[float, float]:
@@ -94,8 +93,7 @@ class Tier:
 
 TIERS = {
     # 2 CPU cores: SST-2 capped to 8,000 rows; 3 teacher epochs; 2 + 3 student epochs.
-    # Teachers use length-bucketed batches (1.5-2.9x fewer padded tokens on GLUE; RTE's teacher
-    # ran before this and used random batches).
+    # Teachers use length-bucketed batches (1.5-2.9x fewer padded tokens on GLUE).
     # The prediction stage (teacher logits cached: ~0.4 s per step) runs at lr 2e-4 and at least 1,000
     # steps: with the recipe's 5e-5 over 540 steps an STS-B student reached Spearman 9.2 on dev, at
     # 2e-4 43.1, at 5e-4 worse than at 2e-4 (tuned on STS-B dev, 2026-12-04; see the README).
@@ -110,7 +108,7 @@ TIERS = {
         min_stage_steps=500,
         prediction_lr=2e-4,
         min_prediction_steps=1000,
-    ),  # fmt: skip
+    ),
     # A GPU: full train sets; the task's teacher epochs (3-5); TinyBERT's 10 (large) / 20 (small)
     # intermediate epochs become 10 here without augmentation, 3 prediction epochs.
     "gpu": Tier("gpu", None, 2e-5, 10.0, 3.0),
@@ -531,15 +529,12 @@ def _settings(tier: Tier, args: argparse.Namespace, ledger: Path) -> list[str]:
     ]
 
 
-def general_start(general: str | None, ledger: Path) -> dict[str, Any] | None:
-    """What the ``general`` start is (its run's teacher, corpus, steps, time, prune plan), read from
-    its directory when present and kept in the ledger's ``general.json`` for machines without it."""
-    if not general:
-        return None
-    path, kept = Path(general), read_ledger(ledger, "general.json")
-    m = read_metrics(path)
-    if m is None:
-        return kept.get(general)
+def record_general(general: str | None, ledger: Path) -> None:
+    """Keep what the ``general`` start is (its run's teacher, corpus, steps, time, prune plan) in the
+    ledger's ``general.json``, read from its directory when present, for machines without it."""
+    path, kept = Path(general or ""), read_ledger(ledger, "general.json")
+    if not general or (m := read_metrics(path)) is None:
+        return
     keys = (
         "teacher",
         "corpus",
@@ -560,13 +555,12 @@ def general_start(general: str | None, ledger: Path) -> dict[str, Any] | None:
     if kept.get(general) != info:
         ledger.mkdir(parents=True, exist_ok=True)
         (ledger / "general.json").write_text(json.dumps({**kept, general: info}, indent=1) + "\n")
-    return info
 
 
 def _general_line(general: str | None, ledger: Path) -> list[str]:
     if not general:
         return []
-    info = general_start(general, ledger)
+    info = read_ledger(ledger, "general.json").get(general)
     if info is None:
         return [f"- General start: `{general}` (not on this machine and not in the ledger)."]
     start = "random init"
@@ -690,8 +684,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def todo(cells: list[Cell], tier: Tier, args: argparse.Namespace, out: Path, ledger: Path) -> list[Cell]:
     """The cells to run, in plan order: those selected (``--only``) and not in the ledger with the
-    tier's present settings, and the
-    teacher of each such student when its model is not under ``out`` (recorded or not)."""
+    tier's present settings, and the teacher of each such student when its model is not under ``out``."""
     current_ = collect(cells, ledger, tier, args)
     pending = [c for c in cells if c not in current_ and (not args.only or args.only in c.name)]
     needed = {c.task for c in pending if c.kind == "student"}
@@ -710,6 +703,7 @@ def main(argv: list[str] | None = None) -> int:
     ledger = args.ledger / tier.name / args.teacher
     cells = plan(tier, args.tasks, args.general, not args.no_lrc)
     sync(cells, tier, args, out, ledger)
+    record_general(args.general, ledger)
     began = time.monotonic()
     if not args.report_only:
         if not args.data_dir.is_dir():
@@ -757,10 +751,9 @@ def write_results(
     for c, rec in collect(cells, ledger, tier, args).items():
         key = "teacher" if c.kind == "teacher" else f"student-{c.start}"
         present = (out / c.name / "config.json").is_file()
-        shape = tuple(rec["shape"]) if "shape" in rec else (_shape(out / c.name) if present else None)
-        if shape is None:
+        if "shape" not in rec:
             continue
-        first = shapes.setdefault(shape, key)
+        first = shapes.setdefault(tuple(rec["shape"]), key)
         if first != key:
             same.setdefault(key, first)
         elif present:

@@ -104,10 +104,12 @@ def test_general_start_runs_before_random_and_is_described(suite, tmp_path) -> N
     general.mkdir()
     plan = {"teacher": "all-mpnet-base-v2", "layers": [3, 6, 9, 12], "calibration": {"source": "runs/corpus"}}
     (general / "prune.json").write_text(json.dumps(plan))
+    suite.record_general(str(general), ledger)
     assert "not on this machine" in suite._general_line(str(general), ledger)[0]  # no finished run
     metrics = {"teacher": "all-mpnet-base-v2", "corpus": "runs/corpus", "steps": 700, "global_batch_size": 32,
                "sequences_seen": 22_400, "epochs_seen": 0.55, "train_seconds": 2400.0}  # fmt: skip
     (general / "metrics.json").write_text(json.dumps(metrics))
+    suite.record_general(str(general), ledger)
     line = suite._general_line(str(general), ledger)[0]
     assert "pruned from all-mpnet-base-v2 (layers [3, 6, 9, 12], calibrated on `runs/corpus`)" in line
     assert "700 steps of 32 sequences (22,400 sequences, 0.55 passes over the corpus), 40 min" in line
