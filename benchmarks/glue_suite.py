@@ -402,6 +402,7 @@ def _notes(done: dict[Cell, dict[str, Any]], ledger: Path) -> list[str]:
 
 def report(cells: list[Cell], tier: Tier, args: argparse.Namespace, ledger: Path, lat: dict[str, Any]) -> str:
     done = collect(cells, ledger, tier, args)
+    tasks = [t for t in TASKS if any(c.task == t for c in cells)]
     teachers = {c.task: m for c, m in done.items() if c.kind == "teacher"}
     lines = [
         "# GLUE suite results",
@@ -416,7 +417,7 @@ def report(cells: list[Cell], tier: Tier, args: argparse.Namespace, ledger: Path
         if c.kind == "student" and (c.start, c.recipe) == ("pruned", "tinybert4")
     ]
     retention, ratios, t_abs, s_abs = [], [], [], []
-    for task in args.tasks:
+    for task in tasks:
         runs = [m for c, m in head if c.task == task]
         if task not in teachers or not runs:
             continue
@@ -426,11 +427,11 @@ def report(cells: list[Cell], tier: Tier, args: argparse.Namespace, ledger: Path
         ratios.append(teachers[task]["params"] / runs[0]["params"])
         t_abs.append(t)
         s_abs.append(last)
-    tasks_done = [t for t in args.tasks if t in teachers and any(c.task == t for c, _ in head)]
+    tasks_done = [t for t in tasks if t in teachers and any(c.task == t for c, _ in head)]
     if retention:
         lines.append(
             f"mean retention: {statistics.mean(retention):.1f}% at {statistics.mean(ratios):.1f}x fewer "
-            f"parameters — tier {tier.name}, {len(tasks_done)} of {len(args.tasks)} tasks "
+            f"parameters — tier {tier.name}, {len(tasks_done)} of {len(tasks)} tasks "
             f"({', '.join(tasks_done)}), teacher {TEACHERS[args.teacher]}, TinyBERT4-shape student pruned "
             f"from it + TinyBERT task distillation, last dev evaluation, {dt.date.today().isoformat()}"
         )
@@ -443,9 +444,9 @@ def report(cells: list[Cell], tier: Tier, args: argparse.Namespace, ledger: Path
     else:
         lines.append("mean retention: n/a — no task has a teacher and a headline student yet")
     lines += ["", f"Machine: {platform.machine()}, {os.cpu_count()} CPU threads, {platform.platform()}.", ""]
-    lines += _settings(tier, args, ledger)
-    lines += _teacher_table(teachers, args.tasks)
-    lines += _student_table(done, teachers, lat, args.tasks)
+    lines += _settings(tier, args, ledger, tasks)
+    lines += _teacher_table(teachers, tasks)
+    lines += _student_table(done, teachers, lat, tasks)
     lines += _notes(done, ledger)
     lines += _earlier(collect(cells, ledger, tier, args, stale=True), tier, args)
     return "\n".join(lines) + "\n"
@@ -488,7 +489,7 @@ def _earlier(stale: dict[Cell, dict[str, Any]], tier: Tier, args: argparse.Names
     return [*lines, ""]
 
 
-def _settings(tier: Tier, args: argparse.Namespace, ledger: Path) -> list[str]:
+def _settings(tier: Tier, args: argparse.Namespace, ledger: Path, tasks: list[str]) -> list[str]:
     caps = ", ".join(f"{k} {v:,} rows" for k, v in tier.max_train_samples.items()) or "none (full train sets)"
     teacher_epochs = tier.teacher_epochs or "the task's"
     return [
@@ -516,7 +517,7 @@ def _settings(tier: Tier, args: argparse.Namespace, ledger: Path) -> list[str]:
                 else ""
             )
             + f" of {BATCH} rows: "
-            + ", ".join("{} {:g} + {:g}".format(t, *tier.student_epochs(t)) for t in args.tasks)
+            + ", ".join("{} {:g} + {:g}".format(t, *tier.student_epochs(t)) for t in tasks)
             if tier.min_stage_steps
             else ""
         )
@@ -702,6 +703,11 @@ def main(argv: list[str] | None = None) -> int:
     out = args.output / tier.name / args.teacher
     ledger = args.ledger / tier.name / args.teacher
     cells = plan(tier, args.tasks, args.general, not args.no_lrc)
+    # --tasks, --no-lrc and --general choose what runs; the report shows every recorded cell of the
+    # whole plan (the general start: the one given, else the one recorded last)
+    general = args.general or next(reversed(read_ledger(ledger, "general.json")), None)
+    shown = argparse.Namespace(**{**vars(args), "general": general})
+    everything = plan(tier, TASKS, general, lrc=True)
     sync(cells, tier, args, out, ledger)
     record_general(args.general, ledger)
     began = time.monotonic()
@@ -724,10 +730,10 @@ def main(argv: list[str] | None = None) -> int:
                 break
             run_cell(cell, cmd, out, args.threads)
             sync(cells, tier, args, out, ledger)
-            write_results(cells, tier, args, out, ledger, measure=False)
+            write_results(everything, tier, shown, out, ledger, measure=False)
     if args.dry_run:
         return 0
-    write_results(cells, tier, args, out, ledger, measure=True)
+    write_results(everything, tier, shown, out, ledger, measure=True)
     print(args.results.read_text().split("\n## Settings")[0])
     return 0
 

@@ -231,3 +231,22 @@ def test_cells_recorded_with_other_settings_are_run_again_and_kept_out_of_the_ta
         in text
     )
     assert "## Cells recorded with other settings" not in text
+
+
+def test_tasks_chooses_what_runs_and_the_report_keeps_every_recorded_task(suite, tmp_path) -> None:
+    out, ledger, results = tmp_path / "suite", tmp_path / "ledger", tmp_path / "r.md"
+    student = {"params": 14_352_898, "train_seconds": 60}
+    for task, key, t, s in (("RTE", "accuracy", 0.70, 0.63), ("MRPC", "f1", 0.90, 0.81)):
+        teacher = {"params": 109_488_177, "train_seconds": 60, "dev": {key: t}}
+        _write(out / "cpu" / "mpnet" / task / "teacher", teacher)
+        evals = {"stages": {"prediction": {"evals": [{key: s}]}}, "dev": {key: s}}
+        _write(out / "cpu" / "mpnet" / task / "tinybert4-pruned-s42", {**student, **evals})
+    common = ["--output", str(out), "--ledger", str(ledger), "--results", str(results), "--seeds", "1"]
+    assert suite.main([*common, "--report-only", "--tasks", "RTE,MRPC"]) == 0  # both recorded
+    general = {"teacher": "t", "corpus": "c", "steps": 6, "global_batch_size": 32, "train_seconds": 60}
+    (ledger / "cpu" / "mpnet" / "general.json").write_text(json.dumps({"runs/g": general}))
+    assert suite.main([*common, "--report-only", "--tasks", "RTE", "--no-lrc"]) == 0  # one chosen
+    lines = results.read_text().splitlines()
+    assert "2 of 5 tasks (RTE, MRPC)" in next(line for line in lines if line.startswith("mean retention:"))
+    assert any(line.startswith("| MRPC | tinybert4") for line in lines)
+    assert any(line.startswith("- General start: `runs/g`: random init") for line in lines)  # not given
