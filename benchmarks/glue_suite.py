@@ -633,7 +633,7 @@ def _student_table(
         tl, sl = lat.get("teacher", {}), lat.get(f"student-{start}", {})
         speed = [f"{tl[b] / sl[b]:.1f}x" if b in tl and b in sl else "-" for b in ("torch", "onnx-int8")]
         stuck = sum(bool(m.get("degenerate")) for m in runs)
-        flag = f" ({stuck} of {len(runs)} at the majority class)" if stuck else ""
+        flag = f" ({stuck} of {len(runs)} not beating the majority class by 1 point)" if stuck else ""
         lines.append(
             f"| {task} | {recipe} | {start} | {len(runs)} | {t:.2f} | {_mean_sd(last)}{flag} | "
             f"{_mean_sd(best)} | "
