@@ -7,8 +7,10 @@ Cells (each one ``tinydistill`` run in its own directory, run as a separate proc
 * students of the TinyBERT4 shape (4 layers, 312 hidden, 12 heads, FFN 1200) with TinyBERT task
   distillation from three starts: ``pruned`` from the fine-tuned teacher, ``random``, and ``general``
   (a general-distillation checkpoint given with ``--general DIR``, when the budget allowed one);
-  LRC-BERT (``lrcbert4``) on the pruned start. The four small tasks run ``--seeds`` seeds of the
-  headline cell (pruned start, TinyBERT).
+  LRC-BERT (``lrcbert4``) on the pruned start, and TinyBERT's prediction step alone
+  (``tinybert4-prediction``, the same total epochs) on the pruned start: does a student that starts
+  from the teacher need step 1? The four small tasks run ``--seeds`` seeds of the headline cell
+  (pruned start, TinyBERT).
 
 The suite is resumable cell by cell, across machines: a finished cell leaves a small record (scores,
 parameters, times, its command) in the ledger ``benchmarks/results/glue-suite/<tier>/<teacher>/``
@@ -120,7 +122,7 @@ class Cell:
     task: str
     kind: str  # teacher | student
     start: str = ""  # pruned | random | general
-    recipe: str = ""  # tinybert4 | lrcbert4
+    recipe: str = ""  # tinybert4 | tinybert4-prediction (step 2 alone) | lrcbert4
     seed: int = 42
 
     @property
@@ -132,14 +134,15 @@ class Cell:
 
 def plan(tier: Tier, tasks: list[str], general: str | None, lrc: bool) -> list[Cell]:
     """Every cell, in the order that fills the headline first: per task its teacher and the pruned
-    TinyBERT student, then the extra seeds, the other starts (general, when given, before random) and
-    LRC-BERT."""
+    TinyBERT student, then the extra seeds, the other starts (general, when given, before random),
+    TinyBERT's prediction step alone and LRC-BERT."""
     cells = [c for t in tasks for c in (Cell(t, "teacher"), Cell(t, "student", "pruned", "tinybert4"))]
     seeds = tier.seeds[1:]
     cells += [Cell(t, "student", "pruned", "tinybert4", s) for t in tasks if t in SMALL for s in seeds]
     if general:
         cells += [Cell(t, "student", "general", "tinybert4") for t in tasks]
     cells += [Cell(t, "student", "random", "tinybert4") for t in tasks]
+    cells += [Cell(t, "student", "pruned", "tinybert4-prediction") for t in tasks]
     if lrc:
         cells += [Cell(t, "student", "pruned", "lrcbert4") for t in tasks]
     return cells
@@ -160,7 +163,8 @@ def command(cell: Cell, tier: Tier, args: argparse.Namespace, out: Path) -> list
         cmd += ["--length-buckets", str(tier.teacher_length_buckets)] if tier.teacher_length_buckets else []
         return cmd + (["--learning-rate", str(tier.teacher_lr)] if tier.teacher_lr else [])
     teacher = out / cell.task / "teacher"
-    cmd = ["distill", "--teacher", str(teacher), "--output", str(out / cell.name), "--recipe", cell.recipe]
+    recipe = cell.recipe.removesuffix("-prediction")
+    cmd = ["distill", "--teacher", str(teacher), "--output", str(out / cell.name), "--recipe", recipe]
     cmd += [*common, "--seed", str(cell.seed), "--teacher-state-cache", "20"]  # all tasks' states stay
     if cell.start == "general":
         cmd += ["--student", args.general]
@@ -170,6 +174,9 @@ def command(cell: Cell, tier: Tier, args: argparse.Namespace, out: Path) -> list
     if cell.recipe == "tinybert4":
         cmd += ["--intermediate-epochs", str(intermediate), "--prediction-epochs", str(prediction)]
         cmd += ["--intermediate-lr", str(tier.intermediate_lr)] if tier.intermediate_lr else []
+        cmd += ["--prediction-lr", str(tier.prediction_lr)] if tier.prediction_lr else []
+    elif cell.recipe == "tinybert4-prediction":  # step 2 alone, the same total epochs
+        cmd += ["--stage", "prediction", "--prediction-epochs", str(intermediate + prediction)]
         cmd += ["--prediction-lr", str(tier.prediction_lr)] if tier.prediction_lr else []
     else:  # one stage with the same total budget
         cmd += ["--epochs", str(intermediate + prediction)]
@@ -521,7 +528,8 @@ def _settings(tier: Tier, args: argparse.Namespace, ledger: Path, tasks: list[st
             if tier.min_stage_steps
             else ""
         )
-        + "; LRC-BERT the same total epochs in its one stage; no data augmentation in this tier (20x rows"
+        + "; TinyBERT's prediction step alone (`tinybert4-prediction`) and LRC-BERT the same total epochs"
+        " in their one stage; no data augmentation in this tier (20x rows"
         " cost 20x the budget).",
         f"- Seeds: {', '.join(map(str, tier.seeds))} for the pruned TinyBERT student on the four small tasks,"
         " one seed (42) otherwise.",

@@ -49,6 +49,12 @@ def test_cell_commands_carry_the_budget(suite, tmp_path) -> None:
     assert student[student.index("--start") + 1] == "pruned"
     lrc = suite.command(suite.Cell("RTE", "student", "pruned", "lrcbert4"), tier, args, tmp_path)
     assert lrc[lrc.index("--epochs") + 1] == str(sum(epochs))
+    step2 = suite.Cell("RTE", "student", "pruned", "tinybert4-prediction")
+    alone = suite.command(step2, tier, args, tmp_path)
+    assert alone[alone.index("--recipe") + 1] == "tinybert4"
+    assert alone[alone.index("--stage") + 1] == "prediction"
+    assert alone[alone.index("--prediction-epochs") + 1] == str(sum(epochs))
+    assert alone[alone.index("--prediction-lr") + 1] == str(tier.prediction_lr)
 
 
 def _write(run: Path, metrics: dict) -> None:
@@ -96,7 +102,7 @@ def test_headline_is_the_mean_of_last_dev_scores_over_teachers(suite, tmp_path) 
 def test_general_start_runs_before_random_and_is_described(suite, tmp_path) -> None:
     tier = suite.TIERS["cpu"]
     cells = suite.plan(tier, ["CoLA", "SST-2"], str(tmp_path), lrc=False)
-    starts = [c.start for c in cells if c.kind == "student" and c.seed == 42]
+    starts = [c.start for c in cells if c.kind == "student" and c.recipe == "tinybert4" and c.seed == 42]
     assert starts == ["pruned", "pruned", "general", "general", "random", "random"]
     ledger = tmp_path / "ledger"
     assert suite._general_line(None, ledger) == []
@@ -164,8 +170,9 @@ def test_the_ledger_outlives_the_run_directories(suite, tmp_path) -> None:
     names = [c.name for c in suite.todo(cells, tier, args, out, ledger)]
     assert names == [
         f"RTE/{n}"
-        for n in ("teacher", "tinybert4-pruned-s43", "tinybert4-pruned-s44", "tinybert4-random-s42")
-    ]
+        for n in ("teacher", "tinybert4-pruned-s43", "tinybert4-pruned-s44", "tinybert4-random-s42",
+                  "tinybert4-prediction-pruned-s42")
+    ]  # fmt: skip
     only = suite.parse_args(["--tasks", "RTE", "--only", "random", "--output", str(tmp_path)])
     assert [c.name for c in suite.todo(cells, tier, only, out, ledger)] == [
         "RTE/teacher",
@@ -204,6 +211,7 @@ def test_cells_recorded_with_other_settings_are_run_again_and_kept_out_of_the_ta
     assert [c.name for c in suite.todo(cells, new, args, out, ledger)] == [
         "RTE/tinybert4-pruned-s42",
         "RTE/tinybert4-random-s42",
+        "RTE/tinybert4-prediction-pruned-s42",
     ]
     text = suite.report(cells, new, args, ledger, {})
     assert "| RTE | tinybert4 |" not in text and "mean retention: n/a" in text
