@@ -174,13 +174,11 @@ def command(cell: Cell, tier: Tier, args: argparse.Namespace, out: Path) -> list
     if cell.recipe == "tinybert4":
         cmd += ["--intermediate-epochs", str(intermediate), "--prediction-epochs", str(prediction)]
         cmd += ["--intermediate-lr", str(tier.intermediate_lr)] if tier.intermediate_lr else []
-        cmd += ["--prediction-lr", str(tier.prediction_lr)] if tier.prediction_lr else []
     elif cell.recipe == "tinybert4-prediction":  # step 2 alone, the same total epochs
         cmd += ["--stage", "prediction", "--prediction-epochs", str(intermediate + prediction)]
-        cmd += ["--prediction-lr", str(tier.prediction_lr)] if tier.prediction_lr else []
     else:  # one stage with the same total budget
-        cmd += ["--epochs", str(intermediate + prediction)]
-    return cmd
+        return cmd + ["--epochs", str(intermediate + prediction)]
+    return cmd + (["--prediction-lr", str(tier.prediction_lr)] if tier.prediction_lr else [])
 
 
 def read_metrics(run: Path) -> dict[str, Any] | None:
