@@ -438,3 +438,16 @@ def test_base_model_is_a_hub_id_or_nothing(tmp_path):
     assert base_model("sentence-transformers/all-mpnet-base-v2") == "sentence-transformers/all-mpnet-base-v2"
     assert base_model("google-bert/bert-base-uncased") == "google-bert/bert-base-uncased"
     assert base_model(str(tmp_path)) is None and base_model(None) is None
+
+
+def test_the_main_jobs_config_is_a_valid_pipeline_plan():
+    """scripts/main.sh runs ``pipeline --config configs/main.yaml``: a typo there shows only at run time."""
+    from tinydistill import config as C
+    from tinydistill.pipeline.plan import make_plan
+
+    cfg = C.build(C.PipelineConfig, Path(__file__).parents[1] / "configs" / "main.yaml")
+    plan = make_plan(cfg)
+    assert (cfg.teacher, cfg.teacher_lr, cfg.teacher_epochs) == ("all-mpnet-base-v2", 3e-5, 1)
+    assert (cfg.student, cfg.start) == ("tinybert-4l-312", "auto")
+    assert plan.section("distill") == {"prediction_lr": 2e-4}
+    assert plan.section("teacher") == {"length_buckets": 50}
