@@ -8,7 +8,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from conftest import tiny_bert_config, write_vocab
+from conftest import tiny_bert_config
 from transformers import (
     AutoModelForSequenceClassification,
     BertConfig,
@@ -21,7 +21,6 @@ from tinydistill.errors import TinyDistillError
 from tinydistill.models.capture import ATTN_IMPL, enable_capture
 from tinydistill.models.load import (
     build_student,
-    check_tokenizers,
     check_vocab,
     count_params,
     init_from_teacher,
@@ -139,21 +138,6 @@ def test_student_vocab_mismatch(tmp_path: Path, teacher) -> None:
     with pytest.raises(TinyDistillError, match="vocab mismatch"):
         check_vocab(teacher.config, tiny_bert_config(teacher.config.vocab_size - 1))
     check_vocab(teacher.config, tiny_bert_config(teacher.config.vocab_size))
-
-
-def test_check_tokenizers(tmp_path: Path, tiny_encoder: Path) -> None:
-    teacher_tok = BertTokenizerFast.from_pretrained(tiny_encoder)
-    other = tmp_path / "other"
-    other.mkdir()
-    tok = BertTokenizerFast(vocab=str(write_vocab(other / "vocab.txt", ["alpha", "beta", "gamma"])))
-    tok.save_pretrained(other)
-    with pytest.raises(TinyDistillError, match="vocab mismatch"):
-        check_tokenizers(teacher_tok, str(other))
-    check_tokenizers(teacher_tok, str(tiny_encoder))  # same vocabulary: fine
-    empty = tmp_path / "no_tokenizer"
-    empty.mkdir()
-    check_tokenizers(teacher_tok, str(empty))  # nothing to compare: fine
-    check_tokenizers(teacher_tok, "tinybert-4l-312")  # a preset: fine
 
 
 def test_init_from_teacher_copies_mapped_layers(tmp_path: Path, teacher) -> None:

@@ -21,7 +21,7 @@ import pytest
 import torch
 import yaml
 from conftest import tiny_bert_config, write_sentiment_csv, write_vocab
-from transformers import BertForSequenceClassification, BertTokenizerFast
+from transformers import AutoTokenizer, BertForSequenceClassification, BertTokenizerFast
 from typer.testing import CliRunner
 
 from tinydistill.cli import app
@@ -405,6 +405,35 @@ def test_a_given_finetuned_teacher_skips_the_teacher_stage(job, tmp_path):
         job.out / "teacher"
     )
     assert "given fine-tuned" in (out / "student" / "README.md").read_text()
+
+
+def test_a_pretrained_student_of_another_vocabulary_is_cut_and_distilled(job, tmp_path):
+    """--start pretrained --student-shape: the start stage remaps the student onto the teacher's
+    tokenizer and cuts it to the shape; distill starts from that cut."""
+    from test_remap import other_vocab_student
+
+    pre = other_vocab_student(tmp_path / "pretrained", layers=2, hidden=32)
+    out = tmp_path / "pre"
+    args = job.args(out, None, "--no-export")
+    cut = args.index("--teacher")
+    args[cut : cut + 2] = ["--teacher-finetuned", str(job.out / "teacher")]
+    for flag in ("--teacher-epochs", "--teacher-lr"):
+        cut = args.index(flag)
+        del args[cut : cut + 2]
+    cut = args.index("--student")
+    args[cut : cut + 2] = ["--student", str(pre), "--start", "pretrained"]
+    args += ["--student-shape", str(job.root / "student-shape" / "config.json")]
+    result = invoke(args)
+    assert result.exit_code == 0, result.stderr
+    assert "vocabulary remap:" in result.stderr
+    start = state(out)["start"]["result"]
+    assert start["start"] == "pretrained-pruned" and start["vocab_remap"]["coverage"] < 1
+    teacher_vocab = AutoTokenizer.from_pretrained(job.out / "teacher").get_vocab()
+    assert AutoTokenizer.from_pretrained(out / "start").get_vocab() == teacher_vocab
+    assert json.loads((out / "start" / "config.json").read_text())["hidden_size"] == 16
+    assert json.loads((out / "student" / "metrics.json").read_text())["start"] == "checkpoint"
+    bad = invoke([*job.args(tmp_path / "bad"), "--student-shape", "tinybert-4l-312"])
+    assert bad.exit_code == 2 and "needs --start pretrained" in bad.stderr
 
 
 # ----------------------------------------------------------------------------- the decisions

@@ -190,7 +190,7 @@ def test_distill_start_flag(tmp_path, bert_teacher_dir, glue_dir):
     args += ["--batch-size", "16", "--max-steps", "1", "--calibration-samples", "16"]
     bad = cli(*args, "--output", tmp_path / "bad", "--start", "bogus")
     assert bad.exit_code == 2 and bad.stderr.strip().splitlines() == [
-        "error: start must be one of auto, pruned, random, got 'bogus'"
+        "error: start must be one of auto, pruned, random, pretrained, got 'bogus'"
     ]
     shape = tmp_path / "shape.json"
     vocab = json.loads((bert_teacher_dir / "config.json").read_text())["vocab_size"]

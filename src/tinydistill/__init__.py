@@ -90,6 +90,13 @@ def prune(cfg=None, *, config_file=None, **fields):
     return api.prune(_config("PruneConfig", cfg, config_file, fields), **objects)
 
 
+def trim_vocab(cfg=None, *, config_file=None, **fields):
+    """Trim a model's vocabulary to the pieces a text uses most (:func:`tinydistill.api.trim_vocab`)."""
+    from tinydistill import api
+
+    return api.trim_vocab(_config("TrimVocabConfig", cfg, config_file, fields))
+
+
 def general(cfg=None, *, config_file=None, **fields):
     """General distillation on a prepared corpus (:func:`tinydistill.training.general.general`)."""
     from tinydistill import api
@@ -173,4 +180,5 @@ __all__ = [
     "prune",
     "recipes",
     "report",
+    "trim_vocab",
 ]

@@ -9,7 +9,9 @@ in :mod:`tinydistill.runs`.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -212,10 +214,11 @@ def prune(cfg: C.PruneConfig, *, teacher: Any = None, tokenizer: Any = None) -> 
     R.check_writable(Path(cfg.output))
     target = load_shape(cfg.shape)
     target_config(teacher.config if teacher is not None else _teacher_config(cfg.teacher), target)
-    tokenizer = tokenizer or load_tokenizer(cfg.teacher)  # impossible shapes failed before any work
+    tokenizer = tokenizer or load_tokenizer(cfg.vocab_from or cfg.teacher)  # impossible shapes failed first
     began = time.time()
     model, batches = _calibration(cfg, teacher, tokenizer)
     model.eval()
+    remap = _onto_tokenizer(model, cfg, tokenizer) if cfg.vocab_from else None
     n_layers = target.get("num_hidden_layers", model.config.num_hidden_layers)
     layers = layer_map(parse_layer_map(cfg.layer_map), n_layers, model.config.num_hidden_layers)
     student, plan = pruned_student(model, target, batches, layers, cfg.teacher)
@@ -233,7 +236,109 @@ def prune(cfg: C.PruneConfig, *, teacher: Any = None, tokenizer: Any = None) -> 
         "heads": len(plan.heads),
         "hidden_size": len(plan.hidden),
         "seconds": round(time.time() - began, 1),
+        **({"vocab_remap": remap.as_dict()} if remap else {}),
     }
+
+
+def _onto_tokenizer(model: Any, cfg: C.PruneConfig, tokenizer: Any) -> Any:
+    """``prune --vocab-from``: the model's vocabulary remapped onto ``tokenizer`` (None when they agree)."""
+    from tinydistill.models.remap import remap_vocabulary, same_vocab
+    from tinydistill.start import student_tokenizer
+
+    own = student_tokenizer(cfg.teacher)
+    if own is None:
+        raise TinyDistillError(f"{cfg.teacher} has no tokenizer to remap from (--vocab-from)")
+    if same_vocab(own, tokenizer):
+        return None
+    report = remap_vocabulary(model, own, tokenizer)
+    print(report.line(), file=sys.stderr, flush=True)
+    return report
+
+
+def trim_vocab(cfg: C.TrimVocabConfig) -> dict[str, Any]:
+    """Trim ``cfg.model``'s vocabulary to the pieces the text uses most (:mod:`tinydistill.models.trim`)."""
+    from tinydistill.models import trim
+
+    R.check_writable(Path(cfg.output))
+    tokenizer = load_tokenizer(cfg.model)
+    texts, checked = _trim_texts(cfg, tokenizer)
+    model = _any_model(cfg.model)
+    keep = cfg.keep if cfg.keep is not None else trim.keep_for_params(model, tokenizer, cfg.target_params)
+    before = count_params(model)
+    if texts is None:
+        counts = _corpus_counts(cfg.corpus, tokenizer)
+    else:
+        counts = trim.piece_counts(tokenizer, texts)
+    kept = trim.kept_ids(tokenizer, counts, keep)
+    small = trim.trim_tokenizer(tokenizer, kept)
+    trim.trim_embeddings(model, kept, small.pad_token_id)
+    out = Path(cfg.output)
+    save_model(model.eval(), small, out)
+    seen = sum(counts.values())
+    report = {
+        "output": str(out),
+        "pieces_before": len(tokenizer),
+        "pieces_after": len(small),
+        "kept_by_frequency": len(kept) - len(trim.always_kept(tokenizer)),
+        "always_kept": len(trim.always_kept(tokenizer)),
+        "params_before": before,
+        "params": count_params(model),
+        "params_ratio": round(before / count_params(model), 2),
+        "text_tokens_covered": round(sum(counts[i] for i in kept) / max(seen, 1), 4),
+        **({"checked_on": trim.changed_share(tokenizer, small, checked)} if checked else {}),
+    }
+    (out / "trim.json").write_text(json.dumps({**report, "config": dataclasses.asdict(cfg)}, indent=1))
+    return report
+
+
+def _trim_texts(cfg: C.TrimVocabConfig, tokenizer: Any) -> tuple[list[str] | None, list[str]]:
+    """The texts whose pieces are counted (None: a corpus) and those the result is checked on (dev rows)."""
+    if cfg.task is None:
+        return None, []
+    args = (cfg.task, cfg.data_dir, cfg.train_file, None, cfg.text_columns, cfg.label_column)
+    table = dict(header=cfg.header, delimiter=cfg.delimiter)
+    try:  # the task's dev rows, where it has them, show what trimming changes on unseen text
+        data = load_task_data(*args, need_dev=cfg.task.lower() != "custom", **table)
+    except TinyDistillError:
+        data = load_task_data(*args, need_dev=False, **table)
+    texts = [t for e in data.train for t in (e.text_a, e.text_b) if t]
+    dev = [t for rows in (data.dev or {}).values() for e in rows for t in (e.text_a, e.text_b) if t]
+    return texts, dev or texts
+
+
+def _corpus_counts(corpus: str, tokenizer: Any) -> Any:
+    from collections import Counter
+
+    import numpy as np
+
+    from tinydistill.corpus.dataset import PackedCorpus
+    from tinydistill.corpus.pack import vocab_fingerprint
+
+    data = PackedCorpus(corpus)
+    if data.manifest.get("vocab_sha256") != vocab_fingerprint(tokenizer):
+        raise TinyDistillError(f"{corpus} was tokenized with another vocabulary than the model's")
+    counts: Counter = Counter()
+    for start in range(0, len(data), 4096):
+        ids, lengths = data.rows_of(np.arange(start, min(start + 4096, len(data))))
+        for row, n in zip(ids, lengths, strict=True):
+            counts.update(row[:n].tolist())
+    for special in tokenizer.all_special_ids:
+        counts.pop(special, None)
+    return counts
+
+
+def _any_model(name: str) -> Any:
+    """A checkpoint as the class it was saved as (a classifier keeps its head)."""
+    import transformers
+
+    path = resolve_model_path(name)
+    try:
+        config = transformers.AutoConfig.from_pretrained(path)
+        arch = (config.architectures or [""])[0]
+        cls = transformers.AutoModelForSequenceClassification if "SequenceClassification" in arch else None
+        return (cls or transformers.AutoModel).from_pretrained(path)
+    except LOAD_ERRORS as exc:
+        raise TinyDistillError(f"cannot load model '{name}': {str(exc).splitlines()[0]}") from exc
 
 
 # ----------------------------------------------------------------------------- the other commands

@@ -282,6 +282,7 @@ COMMANDS: list[tuple[str, type, str, Callable[[Any, Any], None]]] = [
     ("finetune", C.FinetuneConfig, "tinydistill.api:finetune", _show_run),
     ("distill", C.DistillConfig, "tinydistill.api:distill", _show_run),
     ("prune", C.PruneConfig, "tinydistill.api:prune", _echo_json()),
+    ("trim-vocab", C.TrimVocabConfig, "tinydistill.api:trim_vocab", _echo_json()),
     ("evaluate", C.EvaluateConfig, "tinydistill.api:evaluate", _show_evaluation),
     ("pipeline", C.PipelineConfig, "tinydistill.pipeline:run", _show_pipeline),
     ("recipes", C.RecipesConfig, "tinydistill.cli:recipes", _show_text),

@@ -26,6 +26,8 @@ from tinydistill.errors import TinyDistillError
 RECIPE_DIR = Path(__file__).resolve().parent / "recipes"
 OPTIMIZERS = ("adamw", "adam", "sgd", "adafactor")
 # names transformers.get_scheduler takes (warm-up from warmup_ratio, decay over the stage's steps)
+# where a student starts (tinydistill.start): cut from the teacher, at random, or a pre-trained checkpoint
+STARTS = ("auto", "pruned", "random", "pretrained")
 SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup")
 # accelerate trackers ("none": no metric logger)
 LOGGERS = ("tensorboard", "wandb", "mlflow", "comet_ml", "aim", "clearml", "dvclive", "none")
@@ -217,18 +219,51 @@ class FinetuneConfig(RunConfig):
 
 
 @dataclass
+class TrimVocabConfig(TableOptions):
+    """Keep the K pieces the given text uses most (plus every special and single-character piece, so
+    every text still tokenizes); the word-embedding rows sliced to them, kept pieces keep their vectors."""
+
+    model: str = opt("", "Model dir (a student, classifier or encoder) with its tokenizer.", required=True)
+    output: str = opt("", "Directory of the trimmed model (HF format) and trim.json.", required=True)
+    keep: int | None = opt(None, "Pieces kept besides the special and single-character ones.")
+    target_params: int | None = opt(None, "Keep what fits this parameter count (embeddings counted).")
+    task: str | None = opt(None, "Count pieces over this task's train rows.")
+    data_dir: str | None = opt(None, "GLUE root with <TASK>/train.tsv; omit for HF datasets.")
+    train_file: str | None = opt(None, "Train file replacing the task's train split.")
+    text_columns: list[str] | None = opt(None, "Comma-separated text column names (or positions).")
+    label_column: str = opt("label", "Label column name (or position).")
+    corpus: str | None = opt(None, "Count pieces over a prepared corpus (tinydistill corpus) instead.")
+
+    def check(self) -> None:
+        super().check()
+        if (self.keep is None) == (self.target_params is None):
+            raise TinyDistillError("give one of --keep K or --target-params N")
+        for name in ("keep", "target_params"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or value < 0):
+                raise TinyDistillError(f"--{name.replace('_', '-')} must be >= 0, got {value}")
+        if (self.task is None) == (self.corpus is None):
+            raise TinyDistillError(
+                "give the text to count: --task (with --data-dir or --train-file) or --corpus"
+            )
+
+
+@dataclass
 class DistillConfig(RunConfig):
     """Task distillation with a method recipe: TinyBERT (tinybert4: step 1 intermediate layers, step 2
     prediction layer) by default; LRC-BERT, Hinton KD, BERT-PKD, CRD, TinyBERT-6 by --recipe."""
 
     teacher: str = opt("", "Fine-tuned teacher dir.", required=True)
-    student: str = opt("tinybert-4l-312", "Preset, checkpoint dir, or config.json.")
+    student: str = opt(
+        "tinybert-4l-312", "Preset, config.json, or a checkpoint (dir or hub id, any tokenizer: remapped)."
+    )
     output: str = opt("runs/student", "Run directory (model, config, metrics, logs).")
     recipe: str = opt("tinybert4", "Method recipe: a shipped name (tinydistill recipes) or a YAML file.")
     stage: str = opt("all", "all, or one stage of the recipe (tinybert4: intermediate | prediction).")
     start: str = opt(
         "auto",
-        "Start of a student given as a shape: auto (pruned from the teacher when it fits), pruned, random.",
+        "auto (a shape: pruned from the teacher when it fits; a checkpoint: as it is), pruned, random, "
+        "pretrained (a checkpoint dir or hub id of any vocabulary: remapped onto the teacher's tokenizer).",
     )
     calibration_samples: int = opt(512, "Task rows that rank the teacher's units when pruning.")
     teacher_cache: bool = opt(
@@ -275,7 +310,7 @@ class DistillConfig(RunConfig):
 
     def check(self) -> None:
         super().check()
-        _check_choice("start", self.start, ("auto", "pruned", "random"))
+        _check_choice("start", self.start, STARTS)
         if self.start == "pruned" and self.init_from_teacher:
             raise TinyDistillError("--start pruned and --init-from-teacher exclude each other")
         _check_positive(
@@ -388,6 +423,10 @@ class PruneConfig(TableOptions):
     layer_map: str = opt("uniform", "Kept teacher layers: uniform | top | bottom | '2,4,6'.")
     max_seq_length: int | None = opt(None, "Token limit per row [the task's].")
     seed: int = opt(42, "Seed of the calibration sample.")
+    vocab_from: str | None = opt(
+        None, "Put the model on this model's tokenizer first (the teacher you will distill from): "
+        "a pre-trained 6L-384 of another vocabulary cut to the TinyBERT4 shape for an MPNet teacher.",
+    )  # fmt: skip
 
     def check(self) -> None:
         super().check()
@@ -443,8 +482,16 @@ class PipelineConfig(DataOptions):
     output: str = opt("runs/main", "Run directory (a subdirectory per stage, pipeline.json, summary.md).")
     teacher: str = opt("all-MiniLM-L6-v2", "Pre-trained encoder to fine-tune.")
     teacher_finetuned: str | None = opt(None, "A fine-tuned teacher dir: no teacher stage.")
-    student: str = opt("tinybert-4l-312", "Student preset, checkpoint dir or config.json.")
-    start: str = opt("auto", "Student start: auto (pruned from the teacher when it fits), pruned, random.")
+    student: str = opt(
+        "tinybert-4l-312", "Student preset, config.json, or a checkpoint (dir or hub id, any tokenizer)."
+    )
+    start: str = opt(
+        "auto", "Student start: auto (pruned from the teacher when it fits), pruned, random, pretrained "
+        "(--student is a pre-trained checkpoint, remapped onto the teacher's tokenizer).",
+    )  # fmt: skip
+    student_shape: str | None = opt(
+        None, "With --start pretrained: cut the pre-trained student to this shape first (a preset or JSON).",
+    )  # fmt: skip
     # not named 'recipe': config.build would load a field of that name as the config's own recipe
     distill_recipe: str = opt(
         "tinybert4", "Distillation method: a shipped recipe (tinydistill recipes) or a YAML file.",
@@ -486,7 +533,9 @@ class PipelineConfig(DataOptions):
 
     def check(self) -> None:
         super().check()
-        _check_choice("start", self.start, ("auto", "pruned", "random"))
+        _check_choice("start", self.start, STARTS)
+        if self.student_shape and self.start != "pretrained":
+            raise TinyDistillError("--student-shape cuts a pre-trained student: it needs --start pretrained")
         _check_positive(
             self, "max_train_samples", "teacher_epochs", "teacher_lr", "student_lr", "student_epochs",
             "intermediate_epochs", "prediction_epochs", "max_steps", "batch_size", "max_seq_length",

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import sys
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -27,7 +26,6 @@ from tinydistill.mapping import layer_map, parse_layer_map
 from tinydistill.models.capture import enable_capture
 from tinydistill.models.load import (
     build_student,
-    check_tokenizers,
     check_vocab,
     count_params,
     init_from_teacher,
@@ -39,7 +37,15 @@ from tinydistill.models.load import (
     student_config,
 )
 from tinydistill.models.prune import PrunePlan, init_projection
-from tinydistill.start import checkpoint_plan, pruned_student, resolve_start, student_shape, task_batches
+from tinydistill.models.remap import VocabRemap
+from tinydistill.start import (
+    checkpoint_plan,
+    pretrained_student,
+    pruned_student,
+    resolve_start,
+    student_shape,
+    task_batches,
+)
 from tinydistill.tasks.resolve import TaskData
 from tinydistill.training import loop
 from tinydistill.training import schedule as S
@@ -57,6 +63,7 @@ class Models:
     start: str  # pruned | random | checkpoint | given
     plan: PrunePlan | None  # when the student was cut from the teacher (now or by `prune`)
     layers: list[int]  # teacher layer of each student layer
+    remap: VocabRemap | None = None  # a pre-trained student put on the teacher's tokenizer
 
 
 def with_method(cfg: C.DistillConfig) -> C.DistillConfig:
@@ -95,27 +102,26 @@ def _pruned(cfg: C.DistillConfig, teacher, tokenizer, data: TaskData):
 def load_models(cfg: C.DistillConfig, data: TaskData, tokenizer, teacher: Any, student: Any) -> Models:
     """Teacher (given or loaded), student (given, pruned, random or a checkpoint), and the layer map."""
     teacher = load_teacher(cfg, data, teacher)
+    remap = None
     if student is not None:
         check_vocab(teacher.config, student.config)
         start, plan = "given", None
     else:
-        if Path(cfg.student).is_dir():
-            check_tokenizers(tokenizer, cfg.student)
         start = resolve_start("random" if cfg.init_from_teacher else cfg.start, cfg.student, teacher)
         if start == "pruned":
             student, plan = _pruned(cfg, teacher, tokenizer, data)
+        elif start == "checkpoint":
+            student, remap = pretrained_student(cfg.student, teacher, tokenizer, data.spec)
+            plan = None if remap is not None else checkpoint_plan(cfg.student, teacher)
         else:
-            student, plan = (
-                build_student(cfg.student, teacher, data.spec, seed=cfg.seed),
-                checkpoint_plan(cfg.student),
-            )
+            student, plan = build_student(cfg.student, teacher, data.spec, seed=cfg.seed), None
     n_student, n_teacher = student.config.num_hidden_layers, teacher.config.num_hidden_layers
     use_plan = plan is not None and cfg.layer_map == "uniform"
     layers = plan.layers if use_plan else layer_map(parse_layer_map(cfg.layer_map), n_student, n_teacher)
     if cfg.init_from_teacher:
         init_from_teacher(student, teacher, layers)
     name_labels(student, data.spec)
-    return Models(teacher, student, start, plan, layers)
+    return Models(teacher, student, start, plan, layers, remap)
 
 
 def build_distiller(cfg: C.DistillConfig, m: Models, used: set[str], regression: bool) -> Distiller:
@@ -274,7 +280,8 @@ def distill(
 
     summary: dict[str, Any] = {
         "task": data.spec.name, "method": cfg.method, "teacher": cfg.teacher, "student": cfg.student,
-        "start": m.start, "layer_map": m.layers, "train_examples": len(train_set), **R.scale(acc, cfg),
+        "start": m.start, "layer_map": m.layers, "vocab_remap": m.remap.as_dict() if m.remap else None,
+        "train_examples": len(train_set), **R.scale(acc, cfg),
         "stages": {},
     }  # fmt: skip
     resumed, offset, seconds = _resume_meta(run), 0, 0.0

@@ -1,5 +1,7 @@
 """Where a student starts: pruned from the teacher (``tinydistill prune``, and distill's default
-for a student given as a shape), at random, or from a checkpoint (general distillation, a pruned dir).
+for a student given as a shape), at random, or from a checkpoint (general distillation, a pruned dir,
+or a pre-trained model of its own vocabulary: remapped onto the teacher's tokenizer, see
+:mod:`tinydistill.models.remap`).
 
 Why pruned by default: from a random start on a few thousand rows the student sits on a loss
 plateau at the majority class for longer than the default budget (see docs/small-data.md); a
@@ -9,6 +11,7 @@ student cut from the fine-tuned teacher starts near the teacher's predictions in
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -18,11 +21,13 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from tinydistill.data import EncodedDataset, make_loader, subsample
 from tinydistill.errors import TinyDistillError
-from tinydistill.models.load import PRESETS
+from tinydistill.models.load import PRESETS, check_vocab, load_classifier, load_tokenizer, resolve_model_path
 from tinydistill.models.prune import SHAPE_KEYS, PrunePlan, prune_model
+from tinydistill.models.remap import VocabRemap, remap_vocabulary, same_vocab
 from tinydistill.tasks import Example, TaskSpec
 
-STARTS = ("auto", "pruned", "random")
+TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "tokenizer_config.json")
+STARTS = ("auto", "pruned", "random", "pretrained")
 DEFAULT_CALIBRATION_SAMPLES = 512
 
 
@@ -51,10 +56,18 @@ def _json_object(path: Path) -> dict[str, Any]:
 
 
 def resolve_start(start: str, student: str, teacher: PreTrainedModel) -> str:
-    """``auto`` -> ``pruned`` for a shape (preset/config) when the teacher can be pruned to it."""
+    """``auto`` -> ``pruned`` for a shape (preset/config) when the teacher can be pruned to it;
+    a checkpoint (dir or hub id) -> ``checkpoint``, also asked for as ``pretrained``."""
     if start not in STARTS:
         raise TinyDistillError(f"start must be one of {', '.join(STARTS)}, got '{start}'")
     shape = student_shape(student)
+    if start == "pretrained":
+        if shape is not None:
+            raise TinyDistillError(
+                "--start pretrained needs a pre-trained checkpoint (a model dir or hub id), "
+                f"not the shape {student}"
+            )
+        return "checkpoint"
     if start == "random" or shape is None:
         if start == "pruned" and shape is None:
             raise TinyDistillError(
@@ -103,10 +116,16 @@ def pruned_student(
     return student.train(), plan
 
 
-def checkpoint_plan(student: str) -> PrunePlan | None:
-    """The prune plan saved beside a pruned checkpoint, if any."""
+def checkpoint_plan(student: str, teacher: PreTrainedModel | None = None) -> PrunePlan | None:
+    """The prune plan saved beside a pruned checkpoint, if any, and if it was cut from a model of
+    ``teacher``'s shape (a student pruned from another model takes the default layer map and W_h)."""
     path = Path(student)
-    return PrunePlan.load(path) if path.is_dir() else None
+    plan = PrunePlan.load(path) if path.is_dir() else None
+    if plan is None or teacher is None:
+        return plan
+    t = teacher.config
+    fits = len(plan.channel_mean) == t.hidden_size and plan.teacher_layers in (None, t.num_hidden_layers)
+    return plan if fits else None
 
 
 def load_shape(shape: str) -> dict[str, Any]:
@@ -119,3 +138,29 @@ def load_shape(shape: str) -> dict[str, Any]:
             f"shape '{shape}' is neither a preset ({', '.join(PRESETS)}) nor an existing JSON file"
         )
     return _json_object(path)
+
+
+def pretrained_student(
+    student: str, teacher: PreTrainedModel, teacher_tok: PreTrainedTokenizerBase, task: TaskSpec
+) -> tuple[PreTrainedModel, VocabRemap | None]:
+    """A checkpoint (dir, packaged alias or hub id) as the task's classifier on the teacher's tokenizer.
+
+    A checkpoint with a tokenizer of another vocabulary is remapped onto the teacher's (the line that
+    says how much of it was found goes to stderr); one without a tokenizer must match the teacher's size.
+    """
+    model = load_classifier(student, task)
+    own = student_tokenizer(student)
+    if own is None or same_vocab(own, teacher_tok):
+        check_vocab(teacher.config, model.config)
+        return model, None
+    report = remap_vocabulary(model, own, teacher_tok)
+    print(report.line(), file=sys.stderr, flush=True)
+    return model, report
+
+
+def student_tokenizer(student: str) -> PreTrainedTokenizerBase | None:
+    """The tokenizer a checkpoint ships, None when it has none (a bare weights dir)."""
+    path = Path(resolve_model_path(student))
+    if path.is_dir() and not any((path / f).exists() for f in TOKENIZER_FILES):
+        return None
+    return load_tokenizer(student)

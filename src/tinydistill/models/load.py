@@ -1,7 +1,8 @@
 """Load teachers and build students: presets, checkpoints, config-only shapes, teacher-layer init.
 
-A student always uses the teacher's tokenizer, so its vocabulary must equal the teacher's; a
-mismatch is refused up front rather than producing silently meaningless distillation.
+A student always runs on the teacher's tokenizer: a checkpoint with a vocabulary of its own is
+remapped onto it (:mod:`tinydistill.models.remap`); a student without a tokenizer must have the
+teacher's vocabulary size, refused up front rather than distilled meaninglessly.
 """
 
 from __future__ import annotations
@@ -177,11 +178,14 @@ def student_config(student: str, teacher_config: PretrainedConfig) -> Pretrained
             type_vocab_size=max(getattr(t, "type_vocab_size", 2) or 2, 2),
             **PRESETS[student],
         )
-    path = Path(student).expanduser()
-    if not path.exists():
+    try:
+        path = Path(resolve_model_path(student)).expanduser()
+    except TinyDistillError:
         raise TinyDistillError(
             f"student '{student}' is neither a preset ({', '.join(PRESETS)}) nor an existing path"
-        )
+        ) from None
+    if not path.exists():
+        return None  # a hub id: a checkpoint, loaded (or reported unreachable) as such
     cfg_file = _config_only(path)
     if cfg_file is None:
         return None
@@ -222,18 +226,6 @@ def check_vocab(teacher_config: PretrainedConfig, student_config: PretrainedConf
         raise TinyDistillError(
             f"teacher/student vocab mismatch: teacher has {teacher_config.vocab_size} tokens, "
             f"student {student_config.vocab_size}; the student must use the teacher's tokenizer"
-        )
-
-
-def check_tokenizers(teacher_tok: PreTrainedTokenizerBase, student_dir: str) -> None:
-    """If a student checkpoint ships its own tokenizer, it must be the teacher's vocabulary."""
-    path = Path(student_dir)
-    if not path.is_dir() or not any((path / f).exists() for f in ("tokenizer.json", "vocab.txt")):
-        return
-    student_tok = AutoTokenizer.from_pretrained(str(path))
-    if student_tok.get_vocab() != teacher_tok.get_vocab():
-        raise TinyDistillError(
-            f"teacher/student vocab mismatch: the tokenizer in {student_dir} differs from the teacher's"
         )
 
 

@@ -83,6 +83,7 @@ class PrunePlan:
     ffn: list[list[int]]  # per student layer: kept FFN neurons
     channel_mean: list[float]  # teacher mean of every residual channel (starts W_h's bias)
     calibration: dict[str, Any]
+    teacher_layers: int | None = None  # depth of the model it was cut from (None: a plan saved before 12-07)
 
     def save(self, directory: str | Path) -> None:
         (Path(directory) / PLAN_FILE).write_text(json.dumps(asdict(self)))
@@ -240,6 +241,7 @@ def plan_pruning(
         ffn=ffn,
         channel_mean=[float(x) for x in stats["hid_sum"]],
         calibration={"tokens": int(stats["tokens"])},
+        teacher_layers=len(t_layers),
     )
 
 

@@ -120,6 +120,8 @@ def start_options(p: Plan) -> Options:
     }  # fmt: skip
     if section.get("corpus"):  # calibrate on a prepared corpus instead of the task's rows
         prune["task"] = None
+    if c.start == "pretrained" and c.student_shape:  # cut the pre-trained student, on the teacher's tokenizer
+        prune.update(teacher=c.student, vocab_from=p.teacher_dir, shape=c.student_shape)
     return {
         "mode": c.start,
         "init_from_teacher": distill.get("init_from_teacher") or None,
@@ -135,21 +137,46 @@ def _teacher_config(path: str) -> SimpleNamespace:
     return SimpleNamespace(config=AutoConfig.from_pretrained(resolve_model_path(path)))
 
 
-def run_start(ctx: Context, opts: Options) -> dict[str, Any]:
-    """A checkpoint student as it is; a shape at random or pruned from the teacher (``tinydistill prune``)."""
-    from tinydistill import api
+def _shape_file(prune: dict[str, Any], shape: dict[str, Any] | None) -> None:
+    """A shape given as a config: prune takes its shape keys as a JSON file in the stage's dir."""
     from tinydistill.models.load import PRESETS
+
+    if prune["shape"] in PRESETS:
+        return
+    if shape is None:
+        raise TinyDistillError(f"--student-shape {prune['shape']}: not a preset or a config")
+    Path(prune["output"]).mkdir(parents=True, exist_ok=True)
+    prune["shape"] = str(Path(prune["output"]) / "shape.json")
+    Path(prune["shape"]).write_text(json.dumps(shape))
+
+
+def run_start(ctx: Context, opts: Options) -> dict[str, Any]:
+    """A checkpoint student as it is (or cut to --student-shape); a shape at random or pruned from the
+    teacher (``tinydistill prune``)."""
+    from tinydistill import api
     from tinydistill.start import resolve_start, student_shape
 
     prune = opts["prune"]
+    if prune.get("vocab_from"):  # --start pretrained --student-shape S: the pre-trained student cut to S
+        _shape_file(prune, student_shape(prune["shape"]))
+        r = api.prune(C.build(C.PruneConfig, None, **prune))
+        return {
+            "start": "pretrained-pruned", "student": prune["output"], "distill_start": "auto",
+            "params": r["params"], "layers": r["layers"], "vocab_remap": r.get("vocab_remap"),
+            "outputs": _rel(ctx.plan, str(Path(prune["output"]) / "config.json")),
+            "summary": f"{prune['teacher']} cut to {prune['shape']}: {r['params'] / 1e6:.1f}M params",
+        }  # fmt: skip
     student = prune["shape"]
     shape = student_shape(student)
+    if opts["mode"] == "pretrained":
+        resolve_start("pretrained", student, None)  # a checkpoint, not a shape
     if shape is None:
         if opts["mode"] == "pruned":
             raise TinyDistillError(
                 f"--start pruned needs a student shape (a preset or a config), not {student}"
             )
-        return {"start": "checkpoint", "student": student, "distill_start": "auto", "summary": student}
+        mode = "pretrained" if opts["mode"] == "pretrained" else "auto"
+        return {"start": "checkpoint", "student": student, "distill_start": mode, "summary": student}
     teacher = _teacher_config(prune["teacher"])
     mode = "random" if opts.get("init_from_teacher") else resolve_start(opts["mode"], student, teacher)
     if mode == "random":
@@ -159,10 +186,7 @@ def run_start(ctx: Context, opts: Options) -> dict[str, Any]:
             "distill_start": "random",
             "summary": f"{student} at random",
         }
-    if student not in PRESETS:  # a config: prune takes the shape keys as JSON
-        Path(prune["output"]).mkdir(parents=True, exist_ok=True)
-        prune["shape"] = str(Path(prune["output"]) / "shape.json")
-        Path(prune["shape"]).write_text(json.dumps(shape))
+    _shape_file(prune, shape)
     r = api.prune(C.build(C.PruneConfig, None, **prune))
     return {
         "start": "pruned", "student": prune["output"], "distill_start": "auto", "params": r["params"],
