@@ -65,7 +65,8 @@ def recipe_file(name: str) -> Path:
 
 
 def method_kwargs(args: argparse.Namespace, recipe: Path) -> dict[str, Any]:
-    """DistillConfig overrides of one method run: the shared budget, split over TinyBERT's two runs."""
+    """DistillConfig overrides of one method run: the shared budget, split over the two runs of
+    TinyBERT and LRC-BERT (stages named intermediate and prediction)."""
     stages = [s["name"] for s in yaml.safe_load(recipe.read_text()).get("stages", [])]
     kw: dict[str, Any] = dict(
         task=args.task,

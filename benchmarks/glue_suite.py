@@ -122,7 +122,7 @@ class Cell:
     task: str
     kind: str  # teacher | student
     start: str = ""  # pruned | random | general | minilm (all-MiniLM-L6-v2 cut to the shape, remapped)
-    recipe: str = ""  # tinybert4 | tinybert4-prediction (step 2 alone) | lrcbert4
+    recipe: str = ""  # tinybert4 | tinybert4-prediction (step 2 alone) | lrcbert4 (COS-NCE, then + CE)
     seed: int = 42
 
     @property
@@ -174,7 +174,7 @@ def command(cell: Cell, tier: Tier, args: argparse.Namespace, out: Path) -> list
     else:
         cmd += ["--student", "tinybert-4l-312", "--start", cell.start]
     intermediate, prediction = tier.student_epochs(cell.task)
-    if cell.recipe == "tinybert4":
+    if cell.recipe in ("tinybert4", "lrcbert4"):  # two stages: LRC-BERT's CE stage has its own schedule
         cmd += ["--intermediate-epochs", str(intermediate), "--prediction-epochs", str(prediction)]
         cmd += ["--intermediate-lr", str(tier.intermediate_lr)] if tier.intermediate_lr else []
     elif cell.recipe == "tinybert4-prediction":  # step 2 alone, the same total epochs

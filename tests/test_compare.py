@@ -27,7 +27,10 @@ def test_budget_split_and_commands(compare) -> None:
     tb = compare.method_kwargs(args, compare.recipe_file("tinybert4"))
     assert tb["intermediate_epochs"] == tb["prediction_epochs"] == 2.0  # TinyBERT's two runs share the budget
     lrc = compare.method_kwargs(args, compare.recipe_file("lrcbert4"))
-    assert lrc["epochs"] == 4.0 and "intermediate_epochs" not in lrc and lrc["max_train_samples"] == 100
+    assert lrc["intermediate_epochs"] == lrc["prediction_epochs"] == 2.0  # so do LRC-BERT's two stages
+    assert lrc["max_train_samples"] == 100
+    kd = compare.method_kwargs(args, compare.recipe_file("kd"))
+    assert kd["epochs"] == 4.0 and "intermediate_epochs" not in kd
     full = compare.method_kwargs(
         compare.parse_args([*base, "--tinybert-full-budget"]), compare.recipe_file("tinybert4")
     )

@@ -48,7 +48,11 @@ def test_cell_commands_carry_the_budget(suite, tmp_path) -> None:
     assert student[student.index("--prediction-epochs") + 1] == str(epochs[1])
     assert student[student.index("--start") + 1] == "pruned"
     lrc = suite.command(suite.Cell("RTE", "student", "pruned", "lrcbert4"), tier, args, tmp_path)
-    assert lrc[lrc.index("--epochs") + 1] == str(sum(epochs))
+    assert lrc[lrc.index("--intermediate-epochs") + 1] == str(epochs[0])  # COS-NCE alone
+    assert lrc[lrc.index("--prediction-epochs") + 1] == str(epochs[1])  # + soft/hard CE, its own schedule
+    assert lrc[lrc.index("--prediction-lr") + 1] == str(tier.prediction_lr) and "--epochs" not in lrc
+    cut = suite.command(suite.Cell("RTE", "student", "minilm", "tinybert4"), tier, args, tmp_path)
+    assert cut[cut.index("--student") + 1] == str(tmp_path / "RTE" / "minilm-cut") and "--start" not in cut
     step2 = suite.Cell("RTE", "student", "pruned", "tinybert4-prediction")
     alone = suite.command(step2, tier, args, tmp_path)
     assert alone[alone.index("--recipe") + 1] == "tinybert4"
@@ -103,7 +107,7 @@ def test_general_start_runs_before_random_and_is_described(suite, tmp_path) -> N
     tier = suite.TIERS["cpu"]
     cells = suite.plan(tier, ["CoLA", "SST-2"], str(tmp_path), lrc=False)
     starts = [c.start for c in cells if c.kind == "student" and c.recipe == "tinybert4" and c.seed == 42]
-    assert starts == ["pruned", "pruned", "general", "general", "random", "random"]
+    assert starts == ["pruned", "pruned", "general", "general", "random", "random", "minilm", "minilm"]
     ledger = tmp_path / "ledger"
     assert suite._general_line(None, ledger) == []
     general = tmp_path / "general"
@@ -171,7 +175,7 @@ def test_the_ledger_outlives_the_run_directories(suite, tmp_path) -> None:
     assert names == [
         f"RTE/{n}"
         for n in ("teacher", "tinybert4-pruned-s43", "tinybert4-pruned-s44", "tinybert4-random-s42",
-                  "tinybert4-prediction-pruned-s42")
+                  "tinybert4-prediction-pruned-s42", "tinybert4-prediction-minilm-s42", "tinybert4-minilm-s42")
     ]  # fmt: skip
     only = suite.parse_args(["--tasks", "RTE", "--only", "random", "--output", str(tmp_path)])
     assert [c.name for c in suite.todo(cells, tier, only, out, ledger)] == [
@@ -212,6 +216,8 @@ def test_cells_recorded_with_other_settings_are_run_again_and_kept_out_of_the_ta
         "RTE/tinybert4-pruned-s42",
         "RTE/tinybert4-random-s42",
         "RTE/tinybert4-prediction-pruned-s42",
+        "RTE/tinybert4-prediction-minilm-s42",
+        "RTE/tinybert4-minilm-s42",
     ]
     text = suite.report(cells, new, args, ledger, {})
     assert "| RTE | tinybert4 |" not in text and "mean retention: n/a" in text

@@ -47,6 +47,18 @@ def toy(tmp_path_factory) -> dict[str, Path]:
     return {"root": root, "glue": glue, "teacher": teacher, "student": student}
 
 
+# one stage of two phases: the terms change at 80% of the steps, under one optimizer and LR schedule
+SWITCH = [
+    {
+        "name": "distill",
+        "schedule": [
+            {"terms": {"cos_nce": 1.0}, "fraction": 0.8},
+            {"terms": {"cos_nce": 1.0, "soft_ce": 1.0, "hard_ce": 1.0}},
+        ],
+    }
+]
+
+
 def run(toy, out: str, **kw) -> tuple[dict, dict]:
     output = toy["root"] / out
     metrics = tinydistill.distill(
@@ -72,7 +84,7 @@ def test_shipped_recipes_validate(name: str) -> None:
     stages = parse_stages(cfg.stages)
     parse_term_options(cfg.term_options)
     assert cfg.student == ("tinybert-6l-768" if name == "tinybert6" else "tinybert-4l-312")
-    if name.startswith("tinybert"):
+    if name.startswith(("tinybert", "lrcbert")):
         assert [s.name for s in stages] == ["intermediate", "prediction"]
     else:
         assert len(stages) == 1
@@ -183,7 +195,7 @@ def test_distiller_switches_terms_at_the_configured_step() -> None:
         modules=build_term_modules({"cos_nce"}, options, 16, 32, 1),
         options=options,
     )
-    stages = parse_stages(yaml.safe_load((RECIPE_DIR / "lrcbert4.yaml").read_text())["stages"])
+    stages = parse_stages(SWITCH)
     total = 20
     d.set_schedule(Schedule(stages[0].phases, total))
     switch = round(0.8 * total)
@@ -218,8 +230,26 @@ def test_every_shipped_recipe_runs_a_tiny_step(toy, name: str) -> None:
     assert again.stages == cfg["stages"]
 
 
-def test_lrc_switches_phase_inside_one_run(toy) -> None:
-    metrics, cfg = run(toy, "lrc_switch", recipe="lrcbert4", max_steps=5)
+def test_lrcbert4_trains_its_ce_stage_with_its_own_schedule(toy) -> None:
+    """COS-NCE alone, then COS-NCE + soft CE + hard CE in a stage of its own (optimizer, warm-up, decay)."""
+    stages = parse_stages(yaml.safe_load((RECIPE_DIR / "lrcbert4.yaml").read_text())["stages"])
+    assert [(s.name, set(s.term_names)) for s in stages] == [
+        ("intermediate", {"cos_nce"}),
+        ("prediction", {"cos_nce", "soft_ce", "hard_ce"}),
+    ]
+    metrics, cfg = run(toy, "lrc_stages", recipe="lrcbert4", intermediate_max_steps=2, prediction_max_steps=3,
+                       prediction_lr=5e-3)  # fmt: skip
+    assert [(s["name"], s["learning_rate"], s["max_steps"]) for s in cfg["stages"]] == [
+        ("intermediate", pytest.approx(2e-3), 2),
+        ("prediction", pytest.approx(5e-3), 3),
+    ]
+    first, second = (metrics["stages"][n]["history"] for n in ("intermediate", "prediction"))
+    assert all("soft_ce" not in h for h in first) and all({"soft_ce", "hard_ce"} <= set(h) for h in second)
+    assert [h["step"] for h in second] == [1, 2, 3]  # a fresh schedule
+
+
+def test_phases_switch_inside_one_run(toy) -> None:
+    metrics, cfg = run(toy, "lrc_switch", recipe="lrcbert4", stages=SWITCH, max_steps=5)
     stage = metrics["stages"]["distill"]
     assert [p["first_step"] for p in stage["phases"]] == [1, 5]  # round(0.8 * 5) = 4 steps of phase 1
     history = stage["history"]
@@ -230,7 +260,7 @@ def test_lrc_switches_phase_inside_one_run(toy) -> None:
     assert {"clean", "perturbed"} <= set(history[0])  # gradient perturbation is on in this recipe
     assert history[0]["loss"] == pytest.approx(history[0]["clean"] + history[0]["perturbed"], rel=1e-5)
     off, _ = run(toy, "lrc_no_perturb", recipe="lrcbert4", max_steps=1, perturbation={"enabled": False})
-    assert "perturbed" not in off["stages"]["distill"]["history"][0]
+    assert "perturbed" not in off["stages"]["intermediate"]["history"][0]
 
 
 def test_default_distill_is_tinybert_and_unchanged(toy) -> None:
