@@ -175,7 +175,8 @@ def test_the_ledger_outlives_the_run_directories(suite, tmp_path) -> None:
     assert names == [
         f"RTE/{n}"
         for n in ("teacher", "tinybert4-pruned-s43", "tinybert4-pruned-s44", "tinybert4-random-s42",
-                  "tinybert4-prediction-pruned-s42", "tinybert4-prediction-minilm-s42", "tinybert4-minilm-s42")
+                  "tinybert4-prediction-pruned-s42", "tinybert4-prediction-minilm-s42",
+                  "tinybert4-minilm-s42")
     ]  # fmt: skip
     only = suite.parse_args(["--tasks", "RTE", "--only", "random", "--output", str(tmp_path)])
     assert [c.name for c in suite.todo(cells, tier, only, out, ledger)] == [
