@@ -158,3 +158,29 @@ def test_a_real_tokenizer_trims_and_reads_text_the_same(tmp_path: Path) -> None:
         assert small.decode(ids, skip_special_tokens=True) == tok.decode(
             tok(text)["input_ids"], skip_special_tokens=True
         )
+
+
+def test_a_trimmed_student_recovers_on_teacher_logits_with_its_own_tokenizer(tmp_path: Path) -> None:
+    """--own-tokenizer: the teacher reads the full vocabulary, the student its trimmed one; with the
+    teacher's own tokenizer the run equals the plain one, step for step."""
+    model_dir, glue = make_model(tmp_path / "model"), write_task(tmp_path / "glue")
+    run = dict(
+        task="SST-2", data_dir=str(glue), teacher=str(model_dir), recipe="kd", max_steps=3, batch_size=4
+    )
+    plain = tinydistill.distill(student=str(model_dir), output=str(tmp_path / "plain"), **run)
+    own = tinydistill.distill(student=str(model_dir), output=str(tmp_path / "own"), own_tokenizer=True, **run)
+    assert own["stages"]["distill"]["history"] == plain["stages"]["distill"]["history"]
+    tinydistill.trim_vocab(
+        model=str(model_dir), output=str(tmp_path / "small"), keep=2, task="SST-2", data_dir=str(glue)
+    )
+    small = tinydistill.distill(
+        student=str(tmp_path / "small"), output=str(tmp_path / "rec"), own_tokenizer=True, **run
+    )
+    assert small["stages"]["distill"]["teacher_cache"] == "logits" and small["dev"]
+    saved = AutoTokenizer.from_pretrained(tmp_path / "rec")
+    assert saved.get_vocab() == AutoTokenizer.from_pretrained(tmp_path / "small").get_vocab()
+    with pytest.raises(TinyDistillError, match="read only the teacher's logits"):
+        tinydistill.distill(
+            student=str(tmp_path / "small"), output=str(tmp_path / "bad"), own_tokenizer=True,
+            **{**run, "recipe": "tinybert4"},
+        )  # fmt: skip

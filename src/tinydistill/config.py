@@ -266,6 +266,11 @@ class DistillConfig(RunConfig):
         "pretrained (a checkpoint dir or hub id of any vocabulary: remapped onto the teacher's tokenizer).",
     )
     calibration_samples: int = opt(512, "Task rows that rank the teacher's units when pruning.")
+    own_tokenizer: bool = opt(
+        False, "The student checkpoint keeps its own tokenizer (a trimmed vocabulary, tinydistill "
+        "trim-vocab): only for stages that read the teacher's logits alone (kd, --stage prediction).",
+        flags=("--own-tokenizer",),
+    )  # fmt: skip
     teacher_cache: bool = opt(
         True, "Compute the teacher's outputs once: its logits for stages that need nothing else of it "
         "(prediction, KD), its mapped states on disk for the others (--teacher-state-cache).",

@@ -111,7 +111,9 @@ def load_models(cfg: C.DistillConfig, data: TaskData, tokenizer, teacher: Any, s
         if start == "pruned":
             student, plan = _pruned(cfg, teacher, tokenizer, data)
         elif start == "checkpoint":
-            student, remap = pretrained_student(cfg.student, teacher, tokenizer, data.spec)
+            student, remap = pretrained_student(
+                cfg.student, teacher, tokenizer, data.spec, remap=not cfg.own_tokenizer
+            )
             plan = None if remap is not None else checkpoint_plan(cfg.student, teacher)
         else:
             student, plan = build_student(cfg.student, teacher, data.spec, seed=cfg.seed), None
@@ -194,6 +196,25 @@ def _use_cache(cfg, stage, cache, acc, teacher, train_set, tokenizer, layers, di
     return "states" if cache["states"] else None
 
 
+def _own_tokenizer(cfg: C.DistillConfig, stages: list[S.Stage], start: str) -> Any:
+    """``--own-tokenizer``: the student checkpoint's tokenizer, for stages that read only teacher logits."""
+    from tinydistill.start import student_tokenizer
+
+    if start != "checkpoint":
+        raise TinyDistillError("--own-tokenizer needs a student checkpoint that ships its tokenizer")
+    reads_more = [st.name for st in stages if not logits_only(st.term_names)]
+    if reads_more or not cfg.teacher_cache:
+        why = f"{', '.join(reads_more)} read the teacher's states" if reads_more else "--no-teacher-cache"
+        raise TinyDistillError(
+            "--own-tokenizer needs stages that read only the teacher's logits, from its cache "
+            f"(e.g. --recipe kd or --stage prediction): {why}"
+        )
+    own = student_tokenizer(cfg.student)
+    if own is None:
+        raise TinyDistillError(f"--own-tokenizer: {cfg.student} has no tokenizer")
+    return own
+
+
 def _stage_record(stage: S.Stage, schedule: S.Schedule, result: loop.LoopResult) -> dict[str, Any]:
     return {
         "learning_rate": stage.learning_rate,
@@ -244,6 +265,8 @@ def distill(
     tokenizer = tokenizer or load_tokenizer(cfg.teacher)
     m = load_models(cfg, data, tokenizer, teacher, student)
     cfg, stages = plan(cfg, data, m, tokenizer)
+    # the student reads its own tokenizer (a trimmed vocabulary) where it trains on teacher logits only
+    s_tok = _own_tokenizer(cfg, stages, m.start) if cfg.own_tokenizer else tokenizer
     set_seed(cfg.seed)
     distiller = build_distiller(
         cfg, m, set().union(*(st.term_names for st in stages)), data.spec.is_regression
@@ -253,12 +276,14 @@ def distill(
         C.save(cfg, run.work / "config.yaml")
         if m.plan is not None:
             m.plan.save(run.work)
-    train_set = EncodedDataset(
-        subsample(data.train, cfg.max_train_samples, cfg.seed), tokenizer, cfg.max_seq_length, data.spec
-    )
+    train_rows = subsample(data.train, cfg.max_train_samples, cfg.seed)
+    train_set = EncodedDataset(train_rows, s_tok, cfg.max_seq_length, data.spec)
+    teacher_set = train_set  # the same rows in the same order: the logit cache is looked up by row
+    if s_tok is not tokenizer:
+        teacher_set = EncodedDataset(train_rows, tokenizer, cfg.max_seq_length, data.spec)
     rows = R.dev_rows(cfg, data)
     teacher = acc.prepare_model(m.teacher, evaluation_mode=True)
-    batches = train_batches(train_set, tokenizer, cfg.batch_size, cfg.seed, cfg.length_buckets)
+    batches = train_batches(train_set, s_tok, cfg.batch_size, cfg.seed, cfg.length_buckets)
 
     # "logits": teacher logits per row (stages that need nothing else); "states": its mapped states on disk
     cache: dict[str, Any] = {"logits": None, "states": None, "use": None}
@@ -275,7 +300,7 @@ def distill(
     def evaluate() -> Evaluation:
         student = acc.unwrap_model(distiller).student
         return run_evaluation(
-            student, tokenizer, data.spec, rows, cfg.max_seq_length, cfg.eval_batch_size, acc
+            student, s_tok, data.spec, rows, cfg.max_seq_length, cfg.eval_batch_size, acc
         )
 
     summary: dict[str, Any] = {
@@ -294,13 +319,15 @@ def distill(
             continue
         schedule = S.Schedule(stage.phases, total)
         acc.unwrap_model(distiller).set_schedule(schedule)
-        cache["use"] = _use_cache(cfg, stage, cache, acc, teacher, train_set, tokenizer, m.layers, distiller)
+        cache["use"] = _use_cache(
+            cfg, stage, cache, acc, teacher, teacher_set, tokenizer, m.layers, distiller
+        )
         here = run.resume if resumed.get("name") == stage.name else None
         meta = {"stage": stage.name, "done": dict(summary["stages"])}
         result = loop.train(
             accelerator=acc, model=distiller, batches=batches, step_loss=step_loss, total_steps=total,
             lr=stage.learning_rate, evaluate=evaluate if stage.evaluate else None,
-            save=lambda: save_model(acc.unwrap_model(distiller).student, tokenizer, run.work),
+            save=lambda: save_model(acc.unwrap_model(distiller).student, s_tok, run.work),
             name=stage.name,
             checkpoint=dataclasses.replace(R.checkpointing(cfg, run, offset, meta), resume=here),
             restore_eval=lambda st: Evaluation(data.spec, **st), **R.loop_options(cfg, n_batches),

@@ -141,7 +141,8 @@ def load_shape(shape: str) -> dict[str, Any]:
 
 
 def pretrained_student(
-    student: str, teacher: PreTrainedModel, teacher_tok: PreTrainedTokenizerBase, task: TaskSpec
+    student: str, teacher: PreTrainedModel, teacher_tok: PreTrainedTokenizerBase, task: TaskSpec,
+    remap: bool = True,
 ) -> tuple[PreTrainedModel, VocabRemap | None]:
     """A checkpoint (dir, packaged alias or hub id) as the task's classifier on the teacher's tokenizer.
 
@@ -149,6 +150,8 @@ def pretrained_student(
     says how much of it was found goes to stderr); one without a tokenizer must match the teacher's size.
     """
     model = load_classifier(student, task)
+    if not remap:  # it keeps its own tokenizer (--own-tokenizer)
+        return model, None
     own = student_tokenizer(student)
     if own is None or same_vocab(own, teacher_tok):
         check_vocab(teacher.config, model.config)
