@@ -386,14 +386,19 @@ def test_report_refreshes_the_latencies_in_the_card(job, tmp_path):
     )
 
 
-def test_a_given_finetuned_teacher_skips_the_teacher_stage(job, tmp_path):
-    out = tmp_path / "given"
-    args = job.args(out, None, "--no-export")
+def with_finetuned_teacher(job, args: list[str]) -> list[str]:
+    """The job's arguments with its fine-tuned teacher given (no teacher stage)."""
     cut = args.index("--teacher")
     args[cut : cut + 2] = ["--teacher-finetuned", str(job.out / "teacher")]
     for flag in ("--teacher-epochs", "--teacher-lr"):
         cut = args.index(flag)
         del args[cut : cut + 2]
+    return args
+
+
+def test_a_given_finetuned_teacher_skips_the_teacher_stage(job, tmp_path):
+    out = tmp_path / "given"
+    args = with_finetuned_teacher(job, job.args(out, None, "--no-export"))
     result = invoke(args)
     assert result.exit_code == 0, result.stderr
     lines = stage_lines(result.stderr)
@@ -414,12 +419,7 @@ def test_a_pretrained_student_of_another_vocabulary_is_cut_and_distilled(job, tm
 
     pre = other_vocab_student(tmp_path / "pretrained", layers=2, hidden=32)
     out = tmp_path / "pre"
-    args = job.args(out, None, "--no-export")
-    cut = args.index("--teacher")
-    args[cut : cut + 2] = ["--teacher-finetuned", str(job.out / "teacher")]
-    for flag in ("--teacher-epochs", "--teacher-lr"):
-        cut = args.index(flag)
-        del args[cut : cut + 2]
+    args = with_finetuned_teacher(job, job.args(out, None, "--no-export"))
     cut = args.index("--student")
     args[cut : cut + 2] = ["--student", str(pre), "--start", "pretrained"]
     args += ["--student-shape", str(job.root / "student-shape" / "config.json")]
