@@ -44,7 +44,8 @@ def test_main_sh_installs_every_extra_a_default_stage_needs(monkeypatch, tmp_pat
     # and every extra the stages name exists, with the modules it is named for
     extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
     assert main_sh_extras() <= set(extras)
-    assert {"onnx", "onnxruntime", "onnxscript", "matplotlib"} <= {re.split(r"[<>=]", d)[0] for d in extras["deploy"]}
+    deploy = {re.split(r"[<>=]", d)[0] for d in extras["deploy"]}
+    assert {"onnx", "onnxruntime", "onnxscript", "matplotlib"} <= deploy
 
 
 def test_only_the_stages_that_run_are_checked(monkeypatch):
