@@ -101,13 +101,13 @@ def make_accelerator(
         AcceleratorState._reset_state(reset_partial_state=True)
         raise TinyDistillError(
             f"cannot start the processes ({str(exc).splitlines()[0]}): launch several with "
-            "torchrun --nproc_per_node N -m tinydistill ... (README: Launch)"
+            "torchrun --nproc_per_node N -m tinydistill ... (docs/processes-and-resume.md)"
         ) from None
     launched = int(os.environ.get("WORLD_SIZE", "1"))
     if launched != acc.num_processes:
         raise TinyDistillError(
             f"the launcher started {launched} processes but the accelerator sees {acc.num_processes}: "
-            "use torchrun --nproc_per_node N -m tinydistill ... (see the README's launch section)"
+            "use torchrun --nproc_per_node N -m tinydistill ... (docs/processes-and-resume.md)"
         )
     if log_with:
         flat = {k: v for k, v in dataclasses.asdict(cfg).items() if isinstance(v, (int, float, str, bool))}
