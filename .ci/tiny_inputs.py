@@ -10,11 +10,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 import torch  # noqa: E402
+import transformers  # noqa: E402
 from conftest import tiny_bert_config, write_sentiment_csv, write_vocab  # noqa: E402
 from transformers import BertForSequenceClassification, BertTokenizerFast  # noqa: E402
 
 
 def main(root: Path) -> None:
+    transformers.utils.logging.disable_progress_bar()
     tok = BertTokenizerFast(vocab=str(write_vocab(root / "vocab.txt")), do_lower_case=True)
     torch.manual_seed(0)
     BertForSequenceClassification(tiny_bert_config(len(tok))).save_pretrained(root / "teacher")

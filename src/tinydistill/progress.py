@@ -57,7 +57,7 @@ class LineProgress:
     def _tenth(self) -> int:
         return math.floor(10 * self.n / self.total) if self.total else 0
 
-    def set_postfix(self, **values: Any) -> None:
+    def set_postfix(self, refresh: bool = True, **values: Any) -> None:
         self.postfix.update(values)
 
     def update(self, n: int = 1) -> None:

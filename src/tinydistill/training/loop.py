@@ -385,8 +385,11 @@ def _record(run: _Parts, state: _State, loss, parts, total: int, logging_steps: 
         means["lr"] = run.scheduler.get_last_lr()[0]
         run.acc.log({f"{run.name}/{k}": v for k, v in means.items()}, step=result.steps)
         result.history.append({"step": result.steps, **means})
-        bar.set_postfix(loss=f"{means['loss']:.4f}", lr=f"{means['lr']:.2e}")
         state.running, state.count = {}, 0
+        bar.set_postfix(loss=f"{means['loss']:.4f}", lr=f"{means['lr']:.2e}")
+    elif not result.history:  # before the first log: the mean loss so far
+        mean = state.running["loss"] / state.count
+        bar.set_postfix(loss=f"{mean:.4f}", lr=f"{run.scheduler.get_last_lr()[0]:.2e}", refresh=False)
     bar.update(1)
 
 
