@@ -45,6 +45,21 @@ def test_plain_lines_every_tenth_or_30_s(monkeypatch):
     assert lines[-1].startswith("distill/prediction: 100% 1000/1000 steps") and "took 8m20s" in lines[-1]
 
 
+def test_a_slow_loop_gets_a_line_every_30_s_and_no_tenth_right_after_one(monkeypatch):
+    clock = Clock()
+    monkeypatch.setattr(P.time, "monotonic", clock)
+    err = io.StringIO()
+    monkeypatch.setattr("sys.stderr", err)
+    bar = P.progress_bar(63, "finetune", min_gap_s=0)
+    for _ in range(63):
+        clock.now += 5.4  # 340 s in all
+        bar.update(1)
+    bar.close()
+    steps = [int(LINE.match(line)["n"]) for line in err.getvalue().splitlines()]
+    assert steps[-1] == 63 and 10 <= len(steps) <= 340 // 30 + 10
+    assert all(b - a >= 2 for a, b in zip(steps, steps[1:], strict=False)), steps  # never 5 s apart
+
+
 def test_short_loops_stay_quiet_in_a_log(monkeypatch):
     """An evaluation of a few seconds writes nothing to a log (its result line says enough)."""
     err = io.StringIO()

@@ -52,6 +52,7 @@ class LineProgress:
         self.last_tenth = self._tenth()
         self.postfix: dict[str, Any] = {}
         self.lines = 0
+        self.timed = False  # the last line came from the clock, not from a tenth
         self.closed = False
 
     def _tenth(self) -> int:
@@ -64,13 +65,18 @@ class LineProgress:
         self.n += n
         now = time.monotonic()
         tenth = self._tenth()
-        if (tenth > self.last_tenth and now - self.last_t >= self.min_gap_s) or now - self.last_t >= EVERY_S:
-            self._emit(now)
+        if now - self.last_t >= EVERY_S:
+            self._emit(now, timed=True)
+        elif tenth > self.last_tenth and now - self.last_t >= self.min_gap_s:
+            if self.timed and now - self.last_t < EVERY_S / 2:
+                self.last_tenth = tenth  # a line came a moment ago: this tenth needs none
+            else:
+                self._emit(now)
 
     def line(self, now: float | None = None) -> str:
         """The line as it would be written now."""
         now = time.monotonic() if now is None else now
-        pct = f"{100 * self.n / self.total:.0f}% " if self.total else ""
+        pct = f"{100 * self.n // self.total}% " if self.total else ""
         count = f"{self.n}/{self.total} {_plural(self.unit)}"
         if self.unit == "B":
             count = f"{self.n / 1e6:.1f}/{self.total / 1e6:.1f} MB"
@@ -91,9 +97,10 @@ class LineProgress:
                 parts.append(f"took {_duration(now - self.began)}")
         return ", ".join(parts)
 
-    def _emit(self, now: float) -> None:
+    def _emit(self, now: float, timed: bool = False) -> None:
         print(self.line(now), file=sys.stderr, flush=True)
         self.last_t, self.last_n, self.last_tenth, self.lines = now, self.n, self._tenth(), self.lines + 1
+        self.timed = timed
 
     def close(self) -> None:
         """A last line when the loop finished after its last line (if it was long enough to show one)."""

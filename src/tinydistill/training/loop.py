@@ -387,7 +387,7 @@ def _record(run: _Parts, state: _State, loss, parts, total: int, logging_steps: 
         result.history.append({"step": result.steps, **means})
         state.running, state.count = {}, 0
         bar.set_postfix(loss=f"{means['loss']:.4f}", lr=f"{means['lr']:.2e}")
-    elif not result.history:  # before the first log: the mean loss so far
+    else:  # the mean loss of the logging window so far (shown without redrawing a bar)
         mean = state.running["loss"] / state.count
         bar.set_postfix(loss=f"{mean:.4f}", lr=f"{run.scheduler.get_last_lr()[0]:.2e}", refresh=False)
     bar.update(1)
