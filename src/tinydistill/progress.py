@@ -3,7 +3,7 @@
 On a terminal: a tqdm bar, as always. Anywhere else (stderr is a file or a pipe): one plain line
 every 10% of the loop or every ``EVERY_S`` seconds, whichever comes first, e.g.::
 
-    distill/prediction: 40% 536/1340 steps, loss 0.4312, lr 1.2e-04, 0.41 s/step, ETA 5m29s
+    distill/prediction: 40% 536/1340 steps, loss 0.4312, lr 1.20e-04, 0.41 s/step, ETA 5m29s
 
 so a log holds tens of lines per stage instead of thousands of ``\\r`` frames. Only the main process
 shows progress. ``min_gap_s`` keeps short loops (a few seconds of evaluation) quiet in a log.
