@@ -98,7 +98,7 @@ TIERS = {
     # Teachers use length-bucketed batches (1.5-2.9x fewer padded tokens on GLUE).
     # The prediction stage (teacher logits cached: ~0.4 s per step) runs at lr 2e-4 and at least 1,000
     # steps: with the recipe's 5e-5 over 540 steps an STS-B student reached Spearman 9.2 on dev, at
-    # 2e-4 43.1, at 5e-4 worse than at 2e-4 (tuned on STS-B dev, 2026-12-04; see the README).
+    # 2e-4 43.1, at 5e-4 worse than at 2e-4 (tuned on STS-B dev, 2026-12-04; see docs/glue-suite.md).
     "cpu": Tier(
         "cpu",
         3.0,

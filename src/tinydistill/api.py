@@ -144,6 +144,7 @@ def evaluate(
         labels=cfg.labels,
         header=cfg.header,
         delimiter=cfg.delimiter,
+        encoding=cfg.encoding,
     )
     if dev is not None:
         data.dev = {"dev": as_examples(dev, data.spec)}
@@ -174,7 +175,7 @@ def _calibration(cfg: C.PruneConfig, teacher: Any, tokenizer: Any) -> tuple[Any,
     if cfg.task is not None:
         data = load_task_data(
             cfg.task, cfg.data_dir, cfg.train_file, None, cfg.text_columns, cfg.label_column, need_dev=False,
-            header=cfg.header, delimiter=cfg.delimiter,
+            header=cfg.header, delimiter=cfg.delimiter, encoding=cfg.encoding,
         )  # fmt: skip
         model = teacher if teacher is not None else load_classifier(cfg.teacher, data.spec)
         length = min(
@@ -376,7 +377,7 @@ def augment(cfg: C.AugmentConfig) -> dict[str, Any]:
 
     if cfg.merge:
         rows = (cfg.train_file, cfg.text_columns, cfg.label_column)
-        table = dict(header=cfg.header, delimiter=cfg.delimiter)
+        table = dict(header=cfg.header, delimiter=cfg.delimiter, encoding=cfg.encoding)
         return merge_shards(cfg.task, cfg.merge, cfg.output, *rows, **table)
     return augment_task(cfg)
 
@@ -425,7 +426,7 @@ def predict(cfg: C.PredictConfig) -> dict[str, Any]:
     return predict_file(
         cfg.model, cfg.input_file, cfg.output_file, text_columns=cfg.text_columns, batch_size=cfg.batch_size,
         max_seq_length=cfg.max_seq_length, backend=cfg.backend, threads=cfg.threads, cache_dir=cfg.cache_dir,
-        allow_new_head=cfg.allow_new_head, header=cfg.header, delimiter=cfg.delimiter,
+        allow_new_head=cfg.allow_new_head, header=cfg.header, delimiter=cfg.delimiter, encoding=cfg.encoding,
     )  # fmt: skip
 
 

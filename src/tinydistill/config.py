@@ -153,7 +153,7 @@ class TrainOptions(Checked):
 
 @dataclass
 class TableOptions(Checked):
-    """How user tables (.csv / .tsv) are laid out: a header row or not, and the delimiter."""
+    """How user tables (.csv / .tsv) are laid out: a header row or not, the delimiter, the encoding."""
 
     header: bool = opt(
         True,
@@ -161,12 +161,16 @@ class TableOptions(Checked):
         flags=("--header/--no-header",),
     )
     delimiter: str | None = opt(None, "Of .csv/.tsv files: tab, ',', ';' or '|' [by suffix, else sniffed].")
+    encoding: str | None = opt(
+        None, "Of .csv/.tsv/.jsonl files, e.g. cp1252 [UTF-8, or UTF-16/UTF-8 by their byte-order mark]."
+    )
 
     def check(self) -> None:
         super().check()
-        from tinydistill.tasks.table import parse_delimiter
+        from tinydistill.tasks.table import check_encoding, parse_delimiter
 
         parse_delimiter(self.delimiter)
+        check_encoding(self.encoding)
 
 
 @dataclass

@@ -64,6 +64,7 @@ def task_data(
         labels=cfg.labels,
         header=cfg.header,
         delimiter=cfg.delimiter,
+        encoding=cfg.encoding,
     )
     if train is not None:
         data.train = as_examples(train, data.spec)

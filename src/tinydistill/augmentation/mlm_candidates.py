@@ -31,10 +31,10 @@ from typing import NamedTuple
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from tinydistill.augmentation.vocab import whole_word_table
 from tinydistill.errors import TinyDistillError
+from tinydistill.progress import progress_bar
 
 __all__ = [
     "ALL_MASKS",
@@ -257,7 +257,7 @@ class MLMCandidates:
         rows = self._rows(encoded, positions)
         rows.sort(key=lambda r: -len(encoded[r[0]].ids))
         results: list[dict[int, list[str]]] = [{} for _ in encoded]
-        bar = tqdm(total=len(rows), desc="MLM candidates", unit="row", disable=not self.progress)
+        bar = progress_bar(len(rows), "MLM candidates", unit="row", disable=not self.progress)
         for start, end in self._batches([len(encoded[s].ids) for s, _ in rows]):
             chunk = rows[start:end]
             self.padded_tokens += len(chunk) * len(encoded[chunk[0][0]].ids)

@@ -126,14 +126,17 @@ def task_spec(
     *,
     header: bool = True,
     delimiter: str | None = None,
+    encoding: str | None = None,
 ) -> TaskSpec:
     if task.lower() == "custom":
-        return custom_spec(train_file, text_columns, label_column, header=header, delimiter=delimiter)
+        return custom_spec(
+            train_file, text_columns, label_column, header=header, delimiter=delimiter, encoding=encoding
+        )
     return get_task(task)
 
 
 def _train_examples(cfg: AugmentConfig, spec: TaskSpec) -> list[Example]:
-    table = dict(header=cfg.header, delimiter=cfg.delimiter)
+    table = dict(header=cfg.header, delimiter=cfg.delimiter, encoding=cfg.encoding)
     if cfg.task.lower() == "custom":
         path = Path(cfg.train_file or "")
         rows = read_table(path, cfg.text_columns or ["text"], cfg.label_column, spec, **table)
@@ -151,7 +154,7 @@ def augment_task(cfg: AugmentConfig) -> dict:
     """Write the augmented train file of ``cfg.task`` to ``cfg.output``; returns counts and timings."""
     cfg.check()
     shard = parse_shard(cfg.shard)
-    table = dict(header=cfg.header, delimiter=cfg.delimiter)
+    table = dict(header=cfg.header, delimiter=cfg.delimiter, encoding=cfg.encoding)
     spec = task_spec(cfg.task, cfg.train_file, cfg.text_columns, cfg.label_column, **table)
     examples = subsample(_train_examples(cfg, spec), cfg.max_train_samples, cfg.seed)
     lo, hi = _shard_range(len(examples), shard)
@@ -231,13 +234,14 @@ def merge_shards(
     *,
     header: bool = True,
     delimiter: str | None = None,
+    encoding: str | None = None,
 ) -> dict:
     """Concatenate shard files (in the given order) into one train file of the task's format."""
     if not inputs:
         raise TinyDistillError("--merge needs at least one shard file")
     if Path(output).suffix.lower() != ".tsv":
         raise TinyDistillError(f"--output must be a .tsv file, got {output}")
-    table = dict(header=header, delimiter=delimiter if train_file else None)
+    table = dict(header=header, delimiter=delimiter if train_file else None, encoding=encoding)
     spec = task_spec(task, train_file or inputs[0], text_columns, label_column, **table)
     rows: list[Example] = []
     for i, path in enumerate(inputs):

@@ -41,6 +41,7 @@ import numpy as np
 from tinydistill.corpus.readers import paragraphs
 from tinydistill.corpus.split import split_sentences
 from tinydistill.errors import TinyDistillError
+from tinydistill.progress import progress_bar
 
 MANIFEST = "manifest.json"
 FORMAT_VERSION = 1
@@ -285,8 +286,6 @@ def pack_corpus(
     progress: bool | None = None,
 ) -> dict[str, Any]:
     """Prepare ``files`` into ``output`` (see the module doc); returns the manifest."""
-    from tqdm.auto import tqdm
-
     from tinydistill import __version__
 
     if max_seq_length < 3:
@@ -310,8 +309,7 @@ def pack_corpus(
     writer = ShardWriter(work, shard_size, max_seq_length, dtype, specials["pad"])
     packer = Packer(writer, specials["cls"], specials["sep"])
     total_bytes = sum(p.stat().st_size for p in files)
-    disable = None if progress is None else not progress  # None: a bar only on a terminal
-    bar = tqdm(total=total_bytes, unit="B", unit_scale=True, desc="corpus", disable=disable)
+    bar = progress_bar(total_bytes, "corpus", unit="B", disable=progress is False)
     sources: list[dict[str, Any]] = []
     documents = 0
     chunks = _chunks(files, fmt, tokenizer.unk_token or "[UNK]", chunk_chars, max_docs, bar)

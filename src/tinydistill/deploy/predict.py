@@ -1,4 +1,5 @@
-"""Batched inference over a TSV / CSV / JSONL file, and dev-set scoring of any runner (PyTorch or ONNX).
+"""Batched inference over a TSV / CSV / JSONL / Parquet file or a saved dataset folder, and dev-set
+scoring of any runner (PyTorch or ONNX).
 
 Output rows keep the input columns and add ``prediction`` plus ``prob_<label>`` per class (or ``score``
 for a regression head). Texts are sorted by length into batches and written back in input order.
@@ -25,7 +26,7 @@ from tinydistill.tasks import compute_metrics
 from tinydistill.tasks.rows import Rows, report_rows
 from tinydistill.tasks.table import Table, read_table_file
 
-FORMATS = (".tsv", ".csv", ".jsonl")
+FORMATS = (".tsv", ".csv", ".jsonl", ".parquet")
 # Text columns of GLUE files and common datasets, tried in order when --text-columns is not given.
 KNOWN_COLUMNS = [
     ("sentence1", "sentence2"),
@@ -41,10 +42,16 @@ _NOT_TEXT = {"label", "labels", "idx", "index", "id", "score", "quality"}
 
 
 def _format(path: Path, what: str) -> str:
+    from tinydistill.tasks.arrow import is_saved_dataset
+
     suffix = path.suffix.lower()
+    if what == "input" and is_saved_dataset(path):
+        return ""
     if suffix not in FORMATS:
+        also = " or a folder written by datasets' save_to_disk" if what == "input" else ""
         raise TinyDistillError(
-            f"{what} {path}: unsupported file type {suffix or '(none)'!r} (expected .tsv, .csv, .jsonl)"
+            f"{what} {path}: unsupported file type {suffix or '(none)'!r} "
+            f"(expected .tsv, .csv, .jsonl, .parquet{also})"
         )
     return suffix
 
@@ -55,6 +62,7 @@ def read_rows(
     *,
     header: bool = True,
     delimiter: str | None = None,
+    encoding: str | None = None,
 ) -> tuple[Rows, list[str]]:
     """All rows of the input file as dicts, and the text column(s) to classify.
 
@@ -63,9 +71,9 @@ def read_rows(
     """
     path = Path(path)
     _format(path, "input")
-    if not path.is_file():
+    if not path.exists():
         raise TinyDistillError(f"input file not found: {path}")
-    table = read_table_file(path, header=header, delimiter=delimiter)
+    table = read_table_file(path, header=header, delimiter=delimiter, encoding=encoding)
     if not table.records:
         raise TinyDistillError(f"{path}: no rows")
     if text_columns:
@@ -156,6 +164,17 @@ def _write(path: Path, rows: list[dict[str, Any]]) -> None:
     """Rows in the format of the path's extension, appearing atomically."""
     suffix = _format(path, "output")
     path.parent.mkdir(parents=True, exist_ok=True)
+    if suffix == ".parquet":
+        from tinydistill.tasks.arrow import write_parquet
+
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+        os.close(fd)
+        try:
+            write_parquet(Path(tmp), rows)
+            os.replace(tmp, path)
+        finally:
+            Path(tmp).unlink(missing_ok=True)
+        return
     buf = io.StringIO(newline="")
     if suffix == ".jsonl":
         buf.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
@@ -183,6 +202,7 @@ def predict_file(
     allow_new_head: bool = False,
     header: bool = True,
     delimiter: str | None = None,
+    encoding: str | None = None,
 ) -> dict[str, Any]:
     """Classify every row of ``input_path`` and write labels + probabilities to ``output_path``.
 
@@ -191,7 +211,7 @@ def predict_file(
     """
     output_path = Path(output_path)
     _format(output_path, "output")
-    rows, cols = read_rows(input_path, text_columns, header=header, delimiter=delimiter)
+    rows, cols = read_rows(input_path, text_columns, header=header, delimiter=delimiter, encoding=encoding)
     report_rows("predict", rows)
     runner = load_runner(model, backend, threads=threads, cache_dir=cache_dir)
     if hasattr(runner, "model"):

@@ -35,10 +35,10 @@ def time_runners(
     pause_s: float = PAUSE_S,
 ) -> list[list[float]]:
     """Milliseconds per forward of each runner on random tokens, ``seq_len`` capped at its longest."""
-    from tqdm.auto import tqdm
+    from tinydistill.progress import progress_bar
 
     inputs = [random_batch(r.vocab_size, batch, min(seq_len, r.max_length)) for r in runners]
-    bar = tqdm(total=warmup + repeats, desc=f"latency b={batch}", unit="round", dynamic_ncols=True)
+    bar = progress_bar(warmup + repeats, f"latency b={batch}", unit="round")
     for _ in range(warmup):
         for r, x in zip(runners, inputs, strict=True):
             r(x)

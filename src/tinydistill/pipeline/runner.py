@@ -17,6 +17,7 @@ from tinydistill import config as C
 from tinydistill.errors import Interrupted
 from tinydistill.pipeline.log import Log
 from tinydistill.pipeline.plan import OFF_HINT, Plan, make_plan
+from tinydistill.pipeline.preflight import check_packages
 from tinydistill.pipeline.stages import STAGES, Context, Stage
 from tinydistill.pipeline.state import Decision, Identity, State, decide, external_inputs, portable
 
@@ -135,6 +136,10 @@ def run(cfg: C.PipelineConfig) -> dict[str, Any]:
     state = State(plan.out)
     steps = plan_steps(plan, state)
     check_options(steps)
+    running = {
+        s.stage.name: s.options for s in steps if s.options is not None and s.decision.action != "reuse"
+    }
+    check_packages(cfg, running)
     log = Log(plan.out, cfg.quiet)
     log.line(f"tinydistill pipeline in {plan.out} ({' '.join(sys.argv[1:]) or 'Python API'})", terminal=False)
     began = time.time()

@@ -314,16 +314,16 @@ def evaluate_options(p: Plan) -> Options:
 
 def run_evaluate(ctx: Context, opts: Options) -> dict[str, Any]:
     """Teacher and student on dev (and the labelled ``test_file``); writes evaluate/metrics.json."""
-    from tqdm.auto import tqdm
-
     from tinydistill import api
+    from tinydistill.progress import progress
 
     models = {"teacher": ctx.plan.teacher_dir, "student": ctx.plan.path("student")}
     splits = ["dev", "test"] if opts.get("test_file") else ["dev"]
     metrics: dict[str, dict[str, Any]] = {name: {} for name in models}
     baseline: dict[str, Any] = {}
     degenerate: dict[str, bool] = {}
-    for name, split in tqdm([(m, s) for m in models for s in splits], desc="evaluate", unit="run"):
+    runs = [(m, s) for m in models for s in splits]
+    for name, split in progress(runs, len(runs), "evaluate", unit="run", min_steps=1):
         test = {"dev_file": opts["test_file"]} if split == "test" else {}
         cfg = C.build(C.EvaluateConfig, None, **{**opts["evaluate"], "model": models[name], **test})
         ev = api.evaluate(cfg, update_card=False)

@@ -35,7 +35,7 @@ _HF_SPLITS = {
 _INDEX_COLUMNS = {"index", "id", "qid1", "qid2", "#1 id", "#2 id", "promptid", "pairid", "old_index"}
 
 
-def read_tsv_file(spec: TaskSpec, path: str | Path) -> Rows:
+def read_tsv_file(spec: TaskSpec, path: str | Path, encoding: str | None = None) -> Rows:
     """Read an explicit file laid out like the task's TSV (e.g. augmented training data).
 
     GLUE layouts are read line by line with no quoting (GLUE's files hold stray ``"`` characters);
@@ -45,10 +45,10 @@ def read_tsv_file(spec: TaskSpec, path: str | Path) -> Rows:
     if spec.hf_name is None:
         names = [c for c in (spec.hf_text_a, spec.hf_text_b) if c]
         label = spec.columns[spec.label_col]
-        return read_table(path, names, label, spec, header=spec.has_header, delimiter="\t")
+        return read_table(path, names, label, spec, header=spec.has_header, delimiter="\t", encoding=encoding)
     if not path.is_file():
         raise TinyDistillError(f"file not found: {path}")
-    lines = read_lines(path)
+    lines = read_lines(path, encoding)
     start = 1 if spec.has_header else 0
     min_cols = spec.min_cols
     examples: list[Example] = []
@@ -177,8 +177,10 @@ def read_table(
     *,
     header: bool = True,
     delimiter: str | None = None,
+    encoding: str | None = None,
 ) -> Rows:
-    """Read a user dataset (.csv / .tsv with standard quoting, or .jsonl; see :mod:`tinydistill.tasks.table`).
+    """Read a user dataset (.csv / .tsv with standard quoting, .jsonl, Parquet or a saved dataset folder;
+    see :mod:`tinydistill.tasks.table`).
 
     Columns are named by the header, or by position (``"0"``, ``"1"``, ...) with ``header=False``.
     Rows with an empty text are skipped (and counted). With ``spec`` labels go through
@@ -188,7 +190,7 @@ def read_table(
     path = Path(path)
     if not 1 <= len(text_columns) <= 2:
         raise TinyDistillError(f"{path}: expected 1 or 2 text columns, got {len(text_columns)}")
-    table = read_table_file(path, header=header, delimiter=delimiter)
+    table = read_table_file(path, header=header, delimiter=delimiter, encoding=encoding)
     text_keys = table.keys(text_columns)
     label_key = table.keys([label_column])[0] if label_column else None
     rows = _kept(table, text_keys)
@@ -221,6 +223,7 @@ def infer_labels(
     text_columns: Sequence[str] = (),
     header: bool = True,
     delimiter: str | None = None,
+    encoding: str | None = None,
 ) -> list[str]:
     """Sorted distinct label strings of a user file (numerically when all are integers).
 
@@ -228,7 +231,7 @@ def infer_labels(
     labels any other value is an error; without, a class label seen on one row of 20 or more is taken
     for a typo (an error that lists the labels seen and names ``--labels``).
     """
-    table = read_table_file(path, header=header, delimiter=delimiter)
+    table = read_table_file(path, header=header, delimiter=delimiter, encoding=encoding)
     text_keys = table.keys(text_columns)
     label_key = table.keys([label_column])[0]
     return _labels_of(table, _kept(table, text_keys), label_key, declared)

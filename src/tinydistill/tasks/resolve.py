@@ -30,7 +30,7 @@ def _check_file(path: str | None, flag: str) -> Path:
     if not path:
         raise TinyDistillError(f"a custom task needs {flag} FILE")
     p = Path(path)
-    if not p.is_file():
+    if not p.exists():
         raise TinyDistillError(f"file not found: {p}")
     return p
 
@@ -44,6 +44,7 @@ def custom_spec(
     *,
     header: bool = True,
     delimiter: str | None = None,
+    encoding: str | None = None,
 ) -> TaskSpec:
     """A user task: labels from the model's head when it has named ones, else declared (``--labels``),
     else from the train file."""
@@ -57,7 +58,13 @@ def custom_spec(
     else:
         path = _check_file(train_file, "--train-file")
         values = infer_labels(
-            path, label_column, declared, text_columns=columns, header=header, delimiter=delimiter
+            path,
+            label_column,
+            declared,
+            text_columns=columns,
+            header=header,
+            delimiter=delimiter,
+            encoding=encoding,
         )
         labels = values if declared else (None if looks_like_regression(values) else values)
     return custom_task(
@@ -73,15 +80,16 @@ def read_train_file(
     *,
     header: bool = True,
     delimiter: str | None = None,
+    encoding: str | None = None,
 ) -> Rows:
     """An explicit train (or dev) file: the task's own TSV layout for GLUE tasks, else a user table."""
     p = Path(path)
-    if not p.is_file():
+    if not p.exists():
         raise TinyDistillError(f"train file not found: {p}")
     if spec.hf_name is not None and p.suffix.lower() == ".tsv" and not text_columns and header:
-        return read_tsv_file(spec, p)
+        return read_tsv_file(spec, p, encoding)
     columns = text_columns or [c for c in (spec.hf_text_a, spec.hf_text_b) if c]
-    return read_table(p, columns, label_column, spec, header=header, delimiter=delimiter)
+    return read_table(p, columns, label_column, spec, header=header, delimiter=delimiter, encoding=encoding)
 
 
 def load_task_data(
@@ -98,12 +106,13 @@ def load_task_data(
     *,
     header: bool = True,
     delimiter: str | None = None,
+    encoding: str | None = None,
 ) -> TaskData:
     """Read everything a run needs, before anything is written to its output directory.
 
     Says on stderr how many rows each split has (:func:`~tinydistill.tasks.rows.report_rows`).
     """
-    table = dict(header=header, delimiter=delimiter)
+    table = dict(header=header, delimiter=delimiter, encoding=encoding)
     train: list[Example] = []
     dev: dict[str, list[Example]] = {}
     if task.lower() == "custom":

@@ -1,10 +1,13 @@
-"""User tables as people have them: .csv / .tsv (Python's ``csv`` module) and .jsonl.
+"""User tables as people have them: .csv / .tsv (Python's ``csv`` module), .jsonl, Parquet and
+``datasets.save_to_disk`` folders (:mod:`tinydistill.tasks.arrow`).
 
-CSV and TSV are read with standard quoting (a quoted field may hold the delimiter, quotes and line
-breaks), LF or CRLF row ends and an optional UTF-8 BOM. The delimiter is the one given
-(``--delimiter``), else the suffix's (``.csv`` comma, ``.tsv`` tab), else, when the first line points
-to another one, what :class:`csv.Sniffer` finds in a sample. A ``.tsv`` whose quotes are not CSV
-quoting (GLUE's own files hold stray ``"`` characters) is read line by line, split on tabs.
+Text files are UTF-8 (with or without a BOM) or UTF-16 with a BOM (Excel's "Unicode Text"), told
+apart by their first bytes; ``--encoding`` reads any other. CSV and TSV are read with standard
+quoting (a quoted field may hold the delimiter, quotes and line breaks) and LF or CRLF row ends. The
+delimiter is the one given (``--delimiter``), else the suffix's (``.csv`` comma, ``.tsv`` tab),
+else, when the first line points to another one, what :class:`csv.Sniffer` finds in a sample. A
+``.tsv`` whose quotes are not CSV quoting (GLUE's own files hold stray ``"`` characters) is read line
+by line, split on tabs.
 
 With ``header=False`` the columns are named by their 0-based position (``"0"``, ``"1"``, ...); with a
 header a column may still be given by position when no column has that name. Blank lines and, where
@@ -13,6 +16,7 @@ the caller asks for it, rows with an empty text are skipped and counted.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 import json
@@ -23,11 +27,11 @@ from pathlib import Path
 from tinydistill.errors import TinyDistillError
 
 __all__ = [
-    "DELIMITERS", "SUFFIXES", "Record", "Table", "detect_delimiter", "parse_delimiter", "read_lines",
-    "read_table_file",
+    "DELIMITERS", "SUFFIXES", "Record", "Table", "check_encoding", "decode", "detect_delimiter",
+    "parse_delimiter", "read_lines", "read_table_file",
 ]  # fmt: skip
 
-SUFFIXES = (".csv", ".tsv", ".jsonl")
+SUFFIXES = (".csv", ".tsv", ".jsonl", ".parquet")
 # --delimiter values -> the character
 DELIMITERS = {
     "tab": "\t", "\\t": "\t", "\t": "\t", ",": ",", "comma": ",", ";": ";", "semicolon": ";", "|": "|",
@@ -50,32 +54,67 @@ def parse_delimiter(value: str | None) -> str | None:
     return DELIMITERS[key]
 
 
-def read_lines(path: Path) -> list[str]:
+# byte-order marks, longest first (UTF-32's LE mark starts like UTF-16's)
+_BOMS = (
+    (codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"), (codecs.BOM_UTF8, "utf-8-sig"),
+    (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"),
+)  # fmt: skip
+
+
+def check_encoding(encoding: str | None) -> None:
+    """A one-line error for an encoding name Python does not know."""
+    if encoding is None:
+        return
+    try:
+        codecs.lookup(encoding)
+    except LookupError:
+        raise TinyDistillError(
+            f"--encoding: unknown encoding {encoding!r} (e.g. cp1252, latin-1, utf-16)"
+        ) from None
+
+
+def decode(path: Path, encoding: str | None = None) -> str:
+    """The text of ``path``: in ``encoding``, else by its byte-order mark, else UTF-8."""
+    check_encoding(encoding)
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise TinyDistillError(f"{path}: cannot read file ({e.strerror or e})") from None
+    guessed = encoding is None
+    if guessed:
+        encoding = next((name for bom, name in _BOMS if data.startswith(bom)), "utf-8")
+    what = "UTF-8" if encoding == "utf-8" else encoding
+    hint = (
+        "give the file's encoding with --encoding, e.g. --encoding cp1252"
+        if guessed
+        else ("is --encoding right?")
+    )
+    try:
+        text = data.decode(encoding).removeprefix("\ufeff")
+    except UnicodeDecodeError as e:
+        raise TinyDistillError(
+            f"{path}: not valid {what} text ({e.reason} at byte {e.start}); {hint}"
+        ) from None
+    if "\x00" in text:  # UTF-16 without a byte-order mark, read as an 8-bit encoding
+        raise TinyDistillError(
+            f"{path}: not {what} text (it holds NUL characters: UTF-16 without a byte-order mark?); "
+            "give its encoding with --encoding, e.g. --encoding utf-16-le"
+        )
+    if b"\n" in data and "\n" not in text:
+        raise TinyDistillError(f"{path}: not {what} text (no line breaks once decoded); {hint}")
+    return text
+
+
+def read_lines(path: Path, encoding: str | None = None) -> list[str]:
     """Lines without their ``\\n`` (and a CR before it), trailing blank lines dropped.
 
     Only ``\\n`` ends a line, so a stray CR inside a sentence never splits a row.
     """
-    try:
-        with open(path, encoding="utf-8-sig", newline="\n") as f:
-            lines = [line[:-1] if line.endswith("\n") else line for line in f]
-    except UnicodeDecodeError as e:
-        raise TinyDistillError(f"{path}: not valid UTF-8 text ({e.reason} at byte {e.start})") from None
-    except OSError as e:
-        raise TinyDistillError(f"{path}: cannot read file ({e.strerror or e})") from None
+    lines = decode(path, encoding).split("\n")
     lines = [line[:-1] if line.endswith("\r") else line for line in lines]
     while lines and not lines[-1].strip():
         lines.pop()
     return lines
-
-
-def _read_text(path: Path) -> str:
-    try:
-        with open(path, encoding="utf-8-sig", newline="") as f:
-            return f.read()
-    except UnicodeDecodeError as e:
-        raise TinyDistillError(f"{path}: not valid UTF-8 text ({e.reason} at byte {e.start})") from None
-    except OSError as e:
-        raise TinyDistillError(f"{path}: cannot read file ({e.strerror or e})") from None
 
 
 def detect_delimiter(path: Path, text: str) -> str:
@@ -134,19 +173,29 @@ class Table:
         self.skipped[reason] = self.skipped.get(reason, 0) + n
 
 
-def read_table_file(path: str | Path, *, header: bool = True, delimiter: str | None = None) -> Table:
-    """Every row of a .csv/.tsv/.jsonl file (blank lines skipped and counted)."""
+def read_table_file(
+    path: str | Path, *, header: bool = True, delimiter: str | None = None, encoding: str | None = None
+) -> Table:
+    """Every row of a .csv/.tsv/.jsonl/.parquet file or a saved dataset folder (blank rows skipped and
+    counted). Parquet and saved datasets name their columns themselves (``header`` does not apply)."""
+    from tinydistill.tasks.arrow import is_saved_dataset
+
     path = Path(path)
     suffix = path.suffix.lower()
+    if is_saved_dataset(path):
+        return _read_columnar(path)
     if suffix not in SUFFIXES:
         raise TinyDistillError(
-            f"{path}: unsupported file type {suffix or '(none)'!r} (expected .csv, .tsv or .jsonl)"
+            f"{path}: unsupported file type {suffix or '(none)'!r} "
+            "(expected .csv, .tsv, .jsonl, .parquet or a folder written by datasets' save_to_disk)"
         )
     if not path.is_file():
         raise TinyDistillError(f"file not found: {path}")
+    if suffix == ".parquet":
+        return _read_columnar(path)
     if suffix == ".jsonl":
-        return _read_jsonl(path)
-    text = _read_text(path)
+        return _read_jsonl(path, encoding)
+    text = decode(path, encoding)
     sep = parse_delimiter(delimiter) or detect_delimiter(path, text)
     note = ""
     try:
@@ -215,10 +264,24 @@ def _header(path: Path, cells: list[str]) -> list[str]:
     return names
 
 
-def _read_jsonl(path: Path) -> Table:
+def _read_columnar(path: Path) -> Table:
+    """A Parquet file or saved dataset: rows numbered from 1, all-empty rows skipped as blank."""
+    from tinydistill.tasks.arrow import read_columnar
+
+    columns, rows = read_columnar(path)
+    table = Table(path, columns, [])
+    for i, row in enumerate(rows, start=1):
+        if all(v is None or (isinstance(v, str) and not v.strip()) for v in row.values()):
+            table.skip(BLANK)
+            continue
+        table.records.append((i, row))
+    return table
+
+
+def _read_jsonl(path: Path, encoding: str | None = None) -> Table:
     table = Table(path, [], [], jsonl=True)
     blank = 0
-    for lineno, line in enumerate(read_lines(path), start=1):
+    for lineno, line in enumerate(read_lines(path, encoding), start=1):
         if not line.strip():
             blank += 1
             continue

@@ -44,6 +44,7 @@ from tqdm.auto import tqdm
 
 from tinydistill.errors import Interrupted, TinyDistillError
 from tinydistill.models.load import native_bf16
+from tinydistill.progress import progress_bar
 from tinydistill.training import checkpoint as ckpt
 from tinydistill.training.optim import make_optimizer, make_scheduler
 
@@ -100,13 +101,13 @@ def make_accelerator(
         AcceleratorState._reset_state(reset_partial_state=True)
         raise TinyDistillError(
             f"cannot start the processes ({str(exc).splitlines()[0]}): launch several with "
-            "torchrun --nproc_per_node N -m tinydistill ... (README: Launch)"
+            "torchrun --nproc_per_node N -m tinydistill ... (docs/processes-and-resume.md)"
         ) from None
     launched = int(os.environ.get("WORLD_SIZE", "1"))
     if launched != acc.num_processes:
         raise TinyDistillError(
             f"the launcher started {launched} processes but the accelerator sees {acc.num_processes}: "
-            "use torchrun --nproc_per_node N -m tinydistill ... (see the README's launch section)"
+            "use torchrun --nproc_per_node N -m tinydistill ... (docs/processes-and-resume.md)"
         )
     if log_with:
         flat = {k: v for k, v in dataclasses.asdict(cfg).items() if isinstance(v, (int, float, str, bool))}
@@ -283,8 +284,8 @@ def train(
         _resume(run, state, checkpoint.resume, restore_eval)
     rank, world = accelerator.process_index, accelerator.num_processes
     rows = batches.rows(state.result.steps * grad_accum)
-    bar = tqdm(total=total_steps, initial=state.result.steps, desc=name, dynamic_ncols=True,
-               disable=not (progress and accelerator.is_local_main_process))  # fmt: skip
+    bar = progress_bar(total_steps, name, initial=state.result.steps, min_gap_s=0,
+                       disable=not (progress and accelerator.is_local_main_process))  # fmt: skip
     began = time.time() - state.seconds
     model.train()
     with stop_on_signals() as stop:
@@ -376,7 +377,6 @@ def _record(run: _Parts, state: _State, loss, parts, total: int, logging_steps: 
         state.running[key] = state.running.get(key, 0.0) + value
     result.stalled |= state.stall.update(result.steps, loss_value)
     state.count += 1
-    bar.update(1)
     if result.steps % logging_steps == 0 or result.steps == total:
         means = {k: v / state.count for k, v in state.running.items()}
         if run.acc.num_processes > 1:  # the mean over processes = over the global batch
@@ -385,8 +385,12 @@ def _record(run: _Parts, state: _State, loss, parts, total: int, logging_steps: 
         means["lr"] = run.scheduler.get_last_lr()[0]
         run.acc.log({f"{run.name}/{k}": v for k, v in means.items()}, step=result.steps)
         result.history.append({"step": result.steps, **means})
-        bar.set_postfix(loss=f"{means['loss']:.4f}")
         state.running, state.count = {}, 0
+        bar.set_postfix(loss=f"{means['loss']:.4f}", lr=f"{means['lr']:.2e}")
+    else:  # the mean loss of the logging window so far (shown without redrawing a bar)
+        mean = state.running["loss"] / state.count
+        bar.set_postfix(loss=f"{mean:.4f}", lr=f"{run.scheduler.get_last_lr()[0]:.2e}", refresh=False)
+    bar.update(1)
 
 
 def _evaluate(run: _Parts, evaluate, save, state: _State) -> None:

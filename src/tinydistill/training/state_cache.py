@@ -36,6 +36,7 @@ from tinydistill.data import row_lengths
 from tinydistill.deploy.cache import cache_home
 from tinydistill.losses.reps import Reps
 from tinydistill.models.capture import forward_reps
+from tinydistill.progress import progress
 
 VERSION = 1
 DONE = "layout.json"  # written last: an entry without it is incomplete
@@ -211,7 +212,8 @@ def _build(
     attn = np.memmap(tmp / "attn.bin", dtype=store, mode="w+", shape=(int(a_at[-1]),)) if a_at[-1] else None
     logits = np.zeros((len(lengths), layout.num_labels), dtype=np.float32)
     teacher.eval()
-    for start in range(0, len(order), batch_size):
+    starts = range(0, len(order), batch_size)
+    for start in progress(starts, len(starts), "teacher states"):
         rows = order[start : start + batch_size].tolist()
         batch = {k: v.to(device) for k, v in collate([dataset[i] for i in rows]).items()}
         reps = forward_reps(teacher, batch, attentions=bool(layout.attn_layers), layers=layout.attn_layers)

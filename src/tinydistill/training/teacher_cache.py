@@ -18,6 +18,7 @@ from torch import nn
 
 from tinydistill.deploy.inputs import model_inputs
 from tinydistill.losses.reps import Reps
+from tinydistill.progress import progress
 
 # terms that read the teacher's logits and nothing else of it (hard_ce reads none)
 LOGIT_TERMS = frozenset({"prediction", "soft_ce", "kd", "hard_ce"})
@@ -40,7 +41,8 @@ def teacher_logits(
     order = sorted(range(len(dataset)), key=lambda i: len(dataset[i]["input_ids"]))
     out = torch.empty(len(dataset), teacher.config.num_labels)
     teacher.eval()
-    for start in range(0, len(order), batch_size):
+    starts = range(0, len(order), batch_size)
+    for start in progress(starts, len(starts), "teacher logits"):
         rows = order[start : start + batch_size]
         batch = {k: v.to(device) for k, v in collate([dataset[i] for i in rows]).items()}
         out[rows] = teacher(**model_inputs(teacher, batch)).logits.float().cpu()
