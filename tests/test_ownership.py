@@ -162,6 +162,19 @@ def test_runs_written_before_the_marker_stay_usable(site, tmp_path) -> None:
     assert (old / MARKER).is_file() and "learning_rate: 0.001" in (old / "config.yaml").read_text()
 
 
+def test_a_partial_dir_is_emptied_only_when_tinydistill_made_it(site, tmp_path) -> None:
+    mine = tmp_path / ".x.partial"  # a user's folder that happens to have the name
+    before = foreign(mine)
+    one_line_error(CliRunner().invoke(app, finetune_args(site, tmp_path / "x")), str(mine), "did not write")
+    assert snapshot(mine) == before and not (tmp_path / "x").exists()
+    old = tmp_path / ".y.partial"  # an unfinished run of an older version (no marker)
+    (old / "logs").mkdir(parents=True)
+    (old / "config.yaml").write_text("task: sst2\n")
+    result = CliRunner().invoke(app, finetune_args(site, tmp_path / "y"))
+    assert result.exit_code == 0, result.stderr
+    assert not old.exists() and (tmp_path / "y" / MARKER).is_file()
+
+
 # ----------------------------------------------------------------------------- every command
 
 
@@ -300,4 +313,20 @@ def test_a_lock_left_by_a_killed_run_does_not_block(site, solo, tmp_path) -> Non
     rerun = CliRunner().invoke(app, finetune_args(site, out, *RACE, "--overwrite"))
     assert rerun.exit_code == 0, rerun.stderr
     same_run(out, solo)
+    assert left_beside(out) == []
+
+
+def test_a_file_system_without_locks_runs_unlocked_with_a_warning(site, tmp_path, monkeypatch) -> None:
+    import errno
+
+    from tinydistill import ownership
+
+    def no_locks(fd: int, op: int) -> None:
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(ownership.fcntl, "flock", no_locks)
+    out = tmp_path / "nfs"
+    result = CliRunner().invoke(app, finetune_args(site, out))
+    assert result.exit_code == 0, result.stderr
+    assert "warning: cannot lock" in result.stderr and (out / "metrics.json").is_file()
     assert left_beside(out) == []

@@ -17,6 +17,7 @@ import functools
 import json
 import os
 import socket
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -204,6 +205,14 @@ def lock(output: str | Path, command: str) -> Iterator[None]:
             raise TinyDistillError(
                 f"{output} is in use by another run ({holder}); wait for it to end or choose another output"
             ) from None
+        except OSError as exc:  # a file system without flock (some network mounts): run unlocked
+            os.close(fd)
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+            print(f"warning: cannot lock {path} ({exc.strerror}); runs into {output} are not serialised",
+                  file=sys.stderr)  # fmt: skip
+            yield
+            return
         try:  # the holder before us may have removed the file on release: lock the one at the path
             if os.stat(path).st_ino == os.fstat(fd).st_ino:
                 break
