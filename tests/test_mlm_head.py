@@ -103,7 +103,7 @@ def test_cli_mlm_head_one_line_errors(tmp_path, tiny_encoder):
             "--corpus",
             str(tmp_path / "none"),
             "--output",
-            str(tmp_path),
+            str(tmp_path / "out"),  # not tmp_path itself: it holds the encoder, an input
         ],
     )
     assert result.exit_code == 2 and result.stderr.startswith("error: corpus file or dir not found")

@@ -190,6 +190,34 @@ def test_rerun_reuses_every_stage_in_seconds(job):
     assert again.stdout == job.result.stdout
 
 
+def test_every_stage_dir_is_marked_and_the_output_has_one_pipeline_at_a_time(job):
+    import threading
+
+    from tinydistill import ownership
+
+    for name in ("", "augment/mlm", *STAGE_DIRS):
+        made_by = json.loads((job.out / name / ownership.MARKER).read_text())["made_by"]
+        assert made_by.startswith("tinydistill "), (name, made_by)
+    taken, done = threading.Event(), threading.Event()
+
+    def hold() -> None:  # another run holding the output (its own flock, as another process would)
+        with ownership.lock(job.out, "pipeline"):
+            taken.set()
+            done.wait(60)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    try:
+        assert taken.wait(30)
+        before = mtimes(job.out, *STAGE_DIRS)
+        refused = invoke(job.args())
+    finally:
+        done.set()
+        holder.join()
+    assert refused.exit_code == 2 and refused.stderr.startswith(f"error: {job.out} is in use by another run")
+    assert refused.stderr.count("\n") == 1 and mtimes(job.out, *STAGE_DIRS) == before
+
+
 # ----------------------------------------------------------------------------- changes and interruptions
 
 

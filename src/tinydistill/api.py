@@ -19,6 +19,7 @@ from typing import Any
 from accelerate.utils import set_seed
 
 from tinydistill import config as C
+from tinydistill import ownership as own
 from tinydistill import runs as R
 from tinydistill.data import EncodedDataset, subsample, train_batches
 from tinydistill.deploy.inputs import model_inputs
@@ -48,6 +49,7 @@ from tinydistill.tasks.resolve import as_examples, load_task_data
 from tinydistill.training import loop
 
 
+@own.guarded("finetune")
 def finetune(
     cfg: C.FinetuneConfig, *, model: Any = None, tokenizer: Any = None, train: Any = None, dev: Any = None
 ) -> R.RunResult:
@@ -57,7 +59,7 @@ def finetune(
     the task's files. ``cfg.resume`` continues an interrupted run (or returns a finished one).
     """
     data = R.task_data(cfg, train=train, dev=dev)
-    run = R.open_run(cfg)
+    run = R.open_run(cfg, "finetune")
     if run.finished is not None:
         return R.RunResult(run.finished, run.output)
     if model is not None:
@@ -114,6 +116,7 @@ def finetune(
     return R.RunResult(metrics, run.output, acc.unwrap_model(model))
 
 
+@own.guarded("evaluate")
 def evaluate(
     cfg: C.EvaluateConfig,
     *,
@@ -203,6 +206,7 @@ def _teacher_config(name: str):
         raise TinyDistillError(f"cannot load model '{name}': {str(exc).splitlines()[0]}") from exc
 
 
+@own.guarded("prune")
 def prune(cfg: C.PruneConfig, *, teacher: Any = None, tokenizer: Any = None) -> dict[str, Any]:
     """Cut the teacher down to ``cfg.shape`` (see :mod:`tinydistill.models.prune`) and save it to ``output``.
 
@@ -224,7 +228,7 @@ def prune(cfg: C.PruneConfig, *, teacher: Any = None, tokenizer: Any = None) -> 
     layers = layer_map(parse_layer_map(cfg.layer_map), n_layers, model.config.num_hidden_layers)
     student, plan = pruned_student(model, target, batches, layers, cfg.teacher)
     plan.calibration.update(samples=cfg.calibration_samples, source=cfg.corpus or cfg.task, seed=cfg.seed)
-    out = Path(cfg.output)
+    out = own.mark(cfg.output, "prune")
     save_model(student.eval(), tokenizer, out)
     plan.save(out)
     t_params, s_params = count_params(model), count_params(student)
@@ -256,6 +260,7 @@ def _onto_tokenizer(model: Any, cfg: C.PruneConfig, tokenizer: Any) -> Any:
     return report
 
 
+@own.guarded("trim-vocab")
 def trim_vocab(cfg: C.TrimVocabConfig) -> dict[str, Any]:
     """Trim ``cfg.model``'s vocabulary to the pieces the text uses most (:mod:`tinydistill.models.trim`)."""
     from tinydistill.models import trim
@@ -273,7 +278,7 @@ def trim_vocab(cfg: C.TrimVocabConfig) -> dict[str, Any]:
     kept = trim.kept_ids(tokenizer, counts, keep)
     small = trim.trim_tokenizer(tokenizer, kept)
     trim.trim_embeddings(model, kept, small.pad_token_id)
-    out = Path(cfg.output)
+    out = own.mark(cfg.output, "trim-vocab")
     save_model(model.eval(), small, out)
     seen = sum(counts.values())
     report = {
@@ -351,6 +356,7 @@ def _one_process(command: str, hint: str) -> None:
         raise TinyDistillError(f"{command} runs in one process; {hint}")
 
 
+@own.guarded("general")
 def general(cfg: C.GeneralConfig) -> dict[str, Any]:
     """General distillation on a prepared corpus (:func:`tinydistill.training.general.general`)."""
     from tinydistill.training.general import general as run
@@ -359,6 +365,7 @@ def general(cfg: C.GeneralConfig) -> dict[str, Any]:
     return run(cfg)
 
 
+@own.guarded("corpus")
 def prepare_corpus(cfg: C.CorpusConfig) -> dict[str, Any]:
     """Raw text -> packed shards + manifest (:func:`tinydistill.corpus.prepare_corpus`)."""
     from tinydistill.corpus import prepare
@@ -368,6 +375,7 @@ def prepare_corpus(cfg: C.CorpusConfig) -> dict[str, Any]:
     return prepare(cfg)
 
 
+@own.guarded("augment")
 def augment(cfg: C.AugmentConfig) -> dict[str, Any]:
     """An augmented train file (or ``merge`` of shard files); returns counts and timings."""
     from tinydistill.augmentation.runner import augment_task, merge_shards
@@ -382,6 +390,7 @@ def augment(cfg: C.AugmentConfig) -> dict[str, Any]:
     return augment_task(cfg)
 
 
+@own.guarded("mlm-head")
 def mlm_head(cfg: C.MLMHeadConfig) -> dict[str, Any]:
     """A masked-LM head trained on an encoder (:func:`tinydistill.augmentation.mlm_head.train_mlm_head`)."""
     from tinydistill.augmentation.mlm_head import train_mlm_head
@@ -391,6 +400,7 @@ def mlm_head(cfg: C.MLMHeadConfig) -> dict[str, Any]:
     return train_mlm_head(cfg)
 
 
+@own.guarded("export")
 def export(cfg: C.ExportConfig) -> dict[str, Any]:
     """ONNX (+ int8) export checked against PyTorch (:func:`tinydistill.deploy.export.export_model`)."""
     from tinydistill.deploy.export import export_model
@@ -403,6 +413,7 @@ def export(cfg: C.ExportConfig) -> dict[str, Any]:
     )  # fmt: skip
 
 
+@own.guarded("bench")
 def bench(cfg: C.BenchConfig) -> dict[str, Any]:
     """Size, latency and throughput side by side (:func:`tinydistill.deploy.bench.bench`)."""
     from tinydistill.deploy.bench import bench as run
@@ -418,6 +429,7 @@ def bench(cfg: C.BenchConfig) -> dict[str, Any]:
     return result
 
 
+@own.guarded("predict")
 def predict(cfg: C.PredictConfig) -> dict[str, Any]:
     """Batched inference over a file (:func:`tinydistill.deploy.predict.predict_file`)."""
     from tinydistill.deploy.predict import predict_file
@@ -430,6 +442,7 @@ def predict(cfg: C.PredictConfig) -> dict[str, Any]:
     )  # fmt: skip
 
 
+@own.guarded("report")
 def report(cfg: C.ReportConfig) -> dict[str, Any]:
     """Markdown teacher-vs-student report with plots (:func:`tinydistill.deploy.report.build_report`)."""
     from tinydistill.deploy.card import refresh_card

@@ -8,6 +8,7 @@ Only typer and the config module load at start-up: ``tinydistill --help`` answer
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import inspect
 import json
@@ -23,6 +24,7 @@ import typer
 
 from tinydistill import __version__
 from tinydistill import config as C
+from tinydistill import ownership as own
 from tinydistill.errors import Interrupted, TinyDistillError
 
 
@@ -152,9 +154,11 @@ def command(name: str, cls: type, call: str, show: Callable[[Any, Any], None]) -
             config, given = _given(cls, values)
             cfg = C.build(cls, config, **given)
             module, func = call.split(":")
-            target = getattr(__import__(module, fromlist=[func]), func)
-            _quiet_hf()  # again, now that the command's libraries are loaded
-            result = target(cfg)
+            with own.guard(name, cfg) if name in own.OUTPUTS else contextlib.nullcontext():
+                # checked and locked before the heavy imports: a refusal comes at once
+                target = getattr(__import__(module, fromlist=[func]), func)
+                _quiet_hf()  # again, now that the command's libraries are loaded
+                result = target(cfg)
             if os.environ.get("RANK", "0") == "0":  # one process prints under torchrun
                 show(cfg, result)
         except Interrupted as exc:

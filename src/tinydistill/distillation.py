@@ -16,6 +16,7 @@ import torch
 from accelerate.utils import set_seed
 
 from tinydistill import config as C
+from tinydistill import ownership as own
 from tinydistill import runs as R
 from tinydistill.data import EncodedDataset, make_collate, subsample, train_batches
 from tinydistill.errors import TinyDistillError
@@ -237,6 +238,7 @@ def _resume_meta(run: R.RunDir) -> dict[str, Any]:
     return {} if run.resume is None else read_meta(run.resume)
 
 
+@own.guarded("distill")
 def distill(
     cfg: C.DistillConfig,
     *,
@@ -259,7 +261,7 @@ def distill(
         student=model_name(student) if student is not None else cfg.student,
     )
     data = R.task_data(cfg, labels_from=None if teacher is not None else cfg.teacher, train=train, dev=dev)
-    run = R.open_run(cfg)
+    run = R.open_run(cfg, "distill")
     if run.finished is not None:
         return R.RunResult(run.finished, run.output)
     tokenizer = tokenizer or load_tokenizer(cfg.teacher)

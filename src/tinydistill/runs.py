@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from tinydistill import config as C
+from tinydistill import ownership as own
 from tinydistill.data import subsample
 from tinydistill.errors import TinyDistillError
 from tinydistill.models.load import resolve_model_path
@@ -142,8 +143,7 @@ class RunDir:
     finished: dict[str, Any] | None  # the metrics of a run that is already complete (--resume)
 
 
-def is_main() -> bool:
-    return int(os.environ.get("RANK", "0")) == 0
+is_main = own.is_main
 
 
 def check_writable(output: Path) -> None:
@@ -161,15 +161,18 @@ def check_writable(output: Path) -> None:
         raise TinyDistillError(f"only {free / 2**20:.0f} MB free under {parent}; a run needs at least 200 MB")
 
 
-def open_run(cfg: Any) -> RunDir:
+def open_run(cfg: Any, command: str = "run") -> RunDir:
     """Where a run writes, refusing to replace a finished run without ``--overwrite``.
 
     A finished ``--output`` with ``--resume`` is returned as done; an unfinished run (checkpoints in
     the partial dir) continues with ``--resume`` (same settings) or starts again with ``--overwrite``.
+    Only a folder tinydistill wrote is replaced (see :mod:`tinydistill.ownership`); the command holds
+    the output's lock meanwhile (``ownership.guarded``).
     """
     output = Path(cfg.output)
     work = output.parent / f".{output.name}.partial"
     check_writable(output)
+    own.check_folder(output)
     finished = output / "metrics.json"
     if finished.is_file() and not cfg.overwrite:
         if cfg.resume:  # kept as it is, when it was made with these settings
@@ -189,10 +192,11 @@ def open_run(cfg: Any) -> RunDir:
         )
     if latest is not None and cfg.resume:
         _check_same(work / "config.yaml", cfg)
+        if is_main():
+            own.mark(work, command)  # an unfinished run of an older version: ours from now on
         return RunDir(output, work, latest, None)
     if is_main():
-        shutil.rmtree(work, ignore_errors=True)
-        work.mkdir(parents=True)
+        own.fresh_work(work, command)
     return RunDir(output, work, None, None)
 
 

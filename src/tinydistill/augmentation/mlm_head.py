@@ -202,6 +202,7 @@ def train_mlm_head(cfg: MLMHeadConfig) -> dict:
     in ``cfg.output``. Masks are drawn per batch from (seed, the batch's rows), so a run is repeatable."""
     from tinydistill.data import Batches
     from tinydistill.models.load import save_model
+    from tinydistill.ownership import mark
     from tinydistill.training.loop import make_accelerator, train
 
     if cfg.max_steps < 1 or cfg.batch_size < 1 or cfg.max_seq_length < 16:
@@ -212,7 +213,7 @@ def train_mlm_head(cfg: MLMHeadConfig) -> dict:
     frozen = not cfg.train_encoder
     objective = MLMObjective(model, frozen)
     _trainable(model, objective.head, frozen)
-    output = Path(cfg.output)
+    output = mark(cfg.output, "mlm-head")  # the marker first: the accelerator's logs go into the folder
     acc = make_accelerator(cfg, output, cpu=cfg.device == "cpu" or None)
     gen = torch.Generator().manual_seed(cfg.seed)
     eval_batches = [

@@ -147,6 +147,9 @@ def _train_examples(cfg: AugmentConfig, spec: TaskSpec) -> list[Example]:
             raise TinyDistillError(f"data dir not found: {cfg.data_dir}")
         rows = load_split(spec, cfg.data_dir, "train")
     report_rows("train", rows)
+    source = Path(getattr(rows, "source", "") or "")
+    if source.is_file() and source.resolve() == Path(cfg.output).resolve():
+        raise TinyDistillError(f"--output {cfg.output} is the train file it reads; write elsewhere")
     return rows
 
 

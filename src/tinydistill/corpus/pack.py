@@ -41,6 +41,7 @@ import numpy as np
 from tinydistill.corpus.readers import paragraphs
 from tinydistill.corpus.split import split_sentences
 from tinydistill.errors import TinyDistillError
+from tinydistill.ownership import fresh_work
 from tinydistill.progress import progress_bar
 
 MANIFEST = "manifest.json"
@@ -253,8 +254,7 @@ def _prepare_output(output: Path, overwrite: bool) -> Path:
         raise TinyDistillError(f"{output} already holds a prepared corpus (pass --overwrite to replace it)")
     work = output.parent / f".{output.name}.partial"
     try:
-        shutil.rmtree(work, ignore_errors=True)
-        work.mkdir(parents=True)
+        fresh_work(work, "corpus")  # its marker moves into --output with the corpus
     except OSError as exc:
         raise TinyDistillError(f"cannot write the corpus to {output}: {exc.strerror or exc}") from None
     return work

@@ -272,7 +272,7 @@ def push_to_hub(
         url = api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
         api.upload_folder(
             repo_id=repo_id, folder_path=str(model_dir), commit_message=commit_message,
-            ignore_patterns=["checkpoints/*", "*.tmp"],
+            ignore_patterns=["checkpoints/*", "*.tmp", ".tinydistill"],
         )  # fmt: skip
         if export_dir is not None:
             api.upload_folder(

@@ -40,6 +40,7 @@ from tinydistill.deploy.runtime import (
 from tinydistill.deploy.timing import random_batch
 from tinydistill.errors import TinyDistillError
 from tinydistill.models.load import LOAD_ERRORS, new_head, refuse_new_head, resolve_model_path
+from tinydistill.ownership import mark
 
 DEFAULT_ATOL = 1e-3
 WEIGHT_TYPES = ("qint8", "quint8")
@@ -260,8 +261,7 @@ def export_model(
         inputs_from = "random token ids (no tokenizer in the model dir)"
     batches = check_batches(model, tokenizer, texts_a, texts_b)
     example = {k: torch.from_numpy(v) for k, v in batches[0].items()}
-    out = Path(output)
-    out.mkdir(parents=True, exist_ok=True)
+    out = mark(output, "export")
     onnx_path = out / ONNX_FILE
     to_onnx(model, example, onnx_path, opset)
     report: dict[str, Any] = {"source": str(path.resolve()), "inputs_from": inputs_from, "atol": atol}

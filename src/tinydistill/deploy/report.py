@@ -16,6 +16,7 @@ from typing import Any
 from tinydistill.deploy.table import points_table, report_table
 from tinydistill.errors import TinyDistillError
 from tinydistill.evaluation import flatten
+from tinydistill.ownership import mark
 from tinydistill.tasks import get_task
 
 
@@ -254,8 +255,7 @@ def build_report(
         measure_latency(runs, seq_len, threads, repeats)
         if missing and bench_files:
             source += f"; measured here: {', '.join(r.name for r in missing)}"
-    out = Path(output)
-    out.mkdir(parents=True, exist_ok=True)
+    out = mark(output, "report")
     rows = table_rows(runs)
     points = [
         _point(r, "torch", r.latency_ms, r.dev, primary_metric(r.task, r.dev))

@@ -15,6 +15,7 @@ from typing import Any
 
 from tinydistill import config as C
 from tinydistill.errors import Interrupted
+from tinydistill.ownership import guard, mark
 from tinydistill.pipeline.log import Log
 from tinydistill.pipeline.plan import OFF_HINT, Plan, make_plan
 from tinydistill.pipeline.preflight import check_packages
@@ -92,6 +93,8 @@ def run_step(plan: Plan, state: State, log: Log, step: Step) -> None:
     state.begin(name, step.ident, machine(), replace)
     if decision.fresh and step.stage.clean:
         shutil.rmtree(plan.out / step.stage.clean, ignore_errors=True)
+    if step.stage.clean:  # the stage's own folder: its command may write into it (see ownership)
+        mark(plan.out / step.stage.clean, f"pipeline {name}")
     began = time.time()
     try:
         with log.capture():
@@ -133,6 +136,11 @@ def write_summary(plan: Plan, state: State, ran: bool) -> dict[str, Any]:
 def run(cfg: C.PipelineConfig) -> dict[str, Any]:
     """Run the pipeline in ``cfg.output``; returns the summary rows, table and where things are."""
     plan = make_plan(cfg)
+    with guard("pipeline", cfg):  # one lock on --output for all the stages
+        return _run(cfg, plan)
+
+
+def _run(cfg: C.PipelineConfig, plan: Plan) -> dict[str, Any]:
     state = State(plan.out)
     steps = plan_steps(plan, state)
     check_options(steps)
@@ -140,6 +148,7 @@ def run(cfg: C.PipelineConfig) -> dict[str, Any]:
         s.stage.name: s.options for s in steps if s.options is not None and s.decision.action != "reuse"
     }
     check_packages(cfg, running)
+    mark(plan.out, "pipeline")
     log = Log(plan.out, cfg.quiet)
     log.line(f"tinydistill pipeline in {plan.out} ({' '.join(sys.argv[1:]) or 'Python API'})", terminal=False)
     began = time.time()

@@ -36,6 +36,7 @@ from tinydistill.mapping import layer_map, parse_layer_map
 from tinydistill.models.capture import enable_capture
 from tinydistill.models.load import count_params, load_tokenizer, save_model
 from tinydistill.models.prune import init_projection
+from tinydistill.ownership import is_main, mark
 from tinydistill.start import checkpoint_plan
 from tinydistill.training.checkpoint import latest_readable
 from tinydistill.training.general_step import (
@@ -76,9 +77,10 @@ def general(cfg: C.GeneralConfig) -> dict[str, Any]:
     distiller, layers = _make_distiller(cfg, student, teacher, corpus)
     stream = BatchStream(corpus, cfg.batch_size, cfg.seed)
     total = cfg.max_steps or max(1, math.ceil(cfg.epochs * stream.batches_per_epoch / cfg.grad_accum))
+    if is_main():  # the marker first: the accelerator's logs go into the folder
+        mark(output, "general")
     acc = make_accelerator(cfg, output, find_unused=True)
     if acc.is_main_process:
-        output.mkdir(parents=True, exist_ok=True)
         C.save(cfg, output / "config.yaml")
     dtype = teacher_dtype(cfg.teacher_precision, acc.device)
     teacher = prepare_teacher(teacher, acc.device, dtype)
