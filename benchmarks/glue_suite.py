@@ -558,8 +558,10 @@ def _settings(tier: Tier, args: argparse.Namespace, ledger: Path, tasks: list[st
             if tier.min_stage_steps
             else ""
         )
-        + "; TinyBERT's prediction step alone (`tinybert4-prediction`) and LRC-BERT the same total epochs"
-        " in their one stage; no data augmentation in this tier (20x rows"
+        + "; TinyBERT's prediction step alone (`tinybert4-prediction`) the same total epochs in its one"
+        " stage; LRC-BERT the same two stages (COS-NCE, then COS-NCE + soft/hard CE with its own"
+        " schedule); the `minilm` start is all-MiniLM-L6-v2 remapped onto the teacher's tokenizer and cut"
+        " to the same shape (`prune --vocab-from`); no data augmentation in this tier (20x rows"
         " cost 20x the budget).",
         f"- Seeds: {', '.join(map(str, tier.seeds))} for the pruned TinyBERT student on the four small tasks,"
         " one seed (42) otherwise.",
