@@ -22,11 +22,17 @@ class Clock:
         return self.now
 
 
-def test_plain_lines_every_tenth_or_30_s(monkeypatch):
+def fake_clock_and_stderr(monkeypatch) -> tuple[Clock, io.StringIO]:
+    """A clock the test moves by hand, and stderr captured as a non-terminal stream."""
     clock = Clock()
     monkeypatch.setattr(P.time, "monotonic", clock)
     err = io.StringIO()
     monkeypatch.setattr("sys.stderr", err)
+    return clock, err
+
+
+def test_plain_lines_every_tenth_or_30_s(monkeypatch):
+    clock, err = fake_clock_and_stderr(monkeypatch)
     bar = P.progress_bar(1000, "distill/prediction", min_gap_s=0)
     assert isinstance(bar, P.LineProgress)  # not a terminal
     for step in range(1000):
@@ -46,10 +52,7 @@ def test_plain_lines_every_tenth_or_30_s(monkeypatch):
 
 
 def test_a_slow_loop_gets_a_line_every_30_s_and_no_tenth_right_after_one(monkeypatch):
-    clock = Clock()
-    monkeypatch.setattr(P.time, "monotonic", clock)
-    err = io.StringIO()
-    monkeypatch.setattr("sys.stderr", err)
+    clock, err = fake_clock_and_stderr(monkeypatch)
     bar = P.progress_bar(63, "finetune", min_gap_s=0)
     for _ in range(63):
         clock.now += 5.4  # 340 s in all
