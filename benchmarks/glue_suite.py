@@ -121,9 +121,19 @@ TIERS = {
 class Cell:
     task: str
     kind: str  # teacher | student
-    start: str = ""  # pruned | random | general | minilm (all-MiniLM-L6-v2 cut to the shape, remapped)
+    # pruned | random | general | minilm (all-MiniLM-L6-v2 remapped, cut to the shape) | minilm6-trim
+    # (all-MiniLM-L6-v2 remapped, whole 6L-384; its vocabulary trimmed after distillation to TRIM_RATIO)
+    start: str = ""
     recipe: str = ""  # tinybert4 | tinybert4-prediction (step 2 alone) | lrcbert4 (COS-NCE, then + CE)
     seed: int = 42
+
+    @property
+    def config(self) -> tuple[str, str]:
+        return (self.start, self.recipe)
+
+    @property
+    def trimmed(self) -> bool:
+        return self.start.endswith("-trim")
 
     @property
     def name(self) -> str:
@@ -144,6 +154,7 @@ def plan(tier: Tier, tasks: list[str], general: str | None, lrc: bool) -> list[C
     cells += [Cell(t, "student", "random", "tinybert4") for t in tasks]
     cells += [Cell(t, "student", "pruned", "tinybert4-prediction") for t in tasks]
     cells += [Cell(t, "student", "minilm", r) for t in tasks for r in ("tinybert4-prediction", "tinybert4")]
+    cells += [Cell(t, "student", "minilm6-trim", "tinybert4-prediction") for t in tasks]
     if lrc:
         cells += [Cell(t, "student", "pruned", "lrcbert4") for t in tasks]
     return cells
@@ -171,6 +182,8 @@ def command(cell: Cell, tier: Tier, args: argparse.Namespace, out: Path) -> list
         cmd += ["--student", args.general]
     elif cell.start == "minilm":
         cmd += ["--student", str(minilm_cut(cell, out))]
+    elif cell.start == "minilm6-trim":
+        cmd += ["--student", TEACHERS["minilm"], "--start", "pretrained"]
     else:
         cmd += ["--student", "tinybert-4l-312", "--start", cell.start]
     intermediate, prediction = tier.student_epochs(cell.task)
@@ -182,6 +195,60 @@ def command(cell: Cell, tier: Tier, args: argparse.Namespace, out: Path) -> list
     else:  # one stage with the same total budget
         return cmd + ["--epochs", str(intermediate + prediction)]
     return cmd + (["--prediction-lr", str(tier.prediction_lr)] if tier.prediction_lr else [])
+
+
+# A trimmed start's students lose vocabulary rows until they are this many times smaller than the teacher.
+TRIM_RATIO = 7.5
+
+
+def trimmed_dir(cell: Cell, out: Path) -> Path:
+    """Where a trimmed cell's model goes: beside the distilled one, which keeps its whole vocabulary."""
+    return out / cell.task / f"{Path(cell.name).name}-trimmed"
+
+
+def settings_line(cell: Cell, cmd: list[str]) -> str:
+    """A cell's command as recorded: a trimmed cell's distillation followed by its trim."""
+    line = " ".join(_relative(a) for a in cmd)
+    return line + f" + trim-vocab --params-ratio {TRIM_RATIO:g}" if cell.trimmed else line
+
+
+def trimmed_eval(cell: Cell, out: Path) -> Path:
+    return trimmed_dir(cell, out).with_name(trimmed_dir(cell, out).name + ".eval.json")
+
+
+def trim_and_evaluate(cell: Cell, args: argparse.Namespace, out: Path, threads: int | None) -> bool:
+    """Trim a distilled student's vocabulary to the pieces of the task's train text that fit
+    teacher params / TRIM_RATIO (every single character and special token kept), then evaluate the
+    trimmed model on dev (``<folder>.eval.json`` beside it); False if a step failed."""
+    trimmed = trimmed_dir(cell, out)
+    if trimmed_eval(cell, out).is_file():
+        return True
+    teacher = read_metrics(out / cell.task / "teacher")
+    target = int(teacher["params"] / TRIM_RATIO)  # type: ignore[index]
+    data = ["--task", cell.task, "--data-dir", str(args.data_dir)]
+    steps = [
+        ["trim-vocab", "--model", str(out / cell.name), "--output", str(trimmed), "--target-params",
+         str(target), *data],
+        ["evaluate", "--model", str(trimmed), *data, "--json", str(trimmed_eval(cell, out))],
+    ]  # fmt: skip
+    if (trimmed / "trim.json").is_file():
+        steps = steps[1:]
+    else:
+        shutil.rmtree(trimmed, ignore_errors=True)  # an interrupted trim of ours: made again
+    log = out / cell.task / f"{trimmed.name}.log"
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
+    if threads:
+        env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    for cmd in steps:
+        print(f"[{time.strftime('%H:%M:%S')}] {trimmed.name}: tinydistill {' '.join(cmd)}", flush=True)
+        with log.open("a") as f:
+            rc = subprocess.call(
+                [sys.executable, "-m", "tinydistill", *cmd], stdout=f, stderr=subprocess.STDOUT, env=env
+            )
+        if rc != 0:
+            print(f"  failed (exit {rc}): see {log}", flush=True)
+            return False
+    return True
 
 
 def minilm_cut(cell: Cell, out: Path) -> Path:
@@ -315,6 +382,7 @@ def latency(models: dict[str, Path], ledger: Path, seq_len: int = 128) -> dict[s
 def record(cell: Cell, metrics: dict[str, Any], run: Path, cmd: list[str]) -> dict[str, Any]:
     """What the report needs of a finished run, small enough to commit: scores, size, times, shape
     (for latency), the command (its settings) and the date."""
+    out = run.parents[1]
     rec: dict[str, Any] = {k: metrics[k] for k in ("dev", "params", "train_seconds") if k in metrics}
     if cell.kind == "student":
         rec["last"], rec["best"] = _last_best(metrics, cell.task)
@@ -322,10 +390,20 @@ def record(cell: Cell, metrics: dict[str, Any], run: Path, cmd: list[str]) -> di
     wall = run / "wall.json"
     if wall.is_file():
         rec.update(json.loads(wall.read_text()))
+    if cell.trimmed:  # scored, counted and timed as trimmed; the whole-vocabulary run kept beside
+        rec["untrimmed"] = {k: rec[k] for k in ("last", "best", "params")}
+        trim = json.loads((trimmed_dir(cell, out) / "trim.json").read_text())
+        evaluation = json.loads(trimmed_eval(cell, out).read_text())
+        rec["last"] = rec["best"] = evaluation["dev"]
+        rec["degenerate"] = bool(evaluation.get("degenerate"))
+        rec["params"] = trim["params"]
+        rec["trim"] = {k: trim[k] for k in ("pieces_before", "pieces_after", "checked_on") if k in trim}
+        run = trimmed_dir(cell, out)
     if (run / "config.json").is_file():
         rec["shape"] = list(_shape(run))
-    rec["command"] = " ".join(_relative(a) for a in cmd)
-    rec["finished"] = dt.datetime.fromtimestamp((run / "metrics.json").stat().st_mtime).date().isoformat()
+    rec["command"] = settings_line(cell, cmd)
+    done = trimmed_eval(cell, out) if cell.trimmed else run / "metrics.json"
+    rec["finished"] = dt.datetime.fromtimestamp(done.stat().st_mtime).date().isoformat()
     return rec
 
 
@@ -346,7 +424,7 @@ def sync(cells: list[Cell], tier: Tier, args: argparse.Namespace, out: Path, led
     changed = False
     for c in cells:
         run = out / c.name
-        if (m := read_metrics(run)) is None:
+        if (m := read_metrics(run)) is None or (c.trimmed and not trimmed_eval(c, out).is_file()):
             continue
         made_by = _made_by(run)
         new = record(
@@ -381,7 +459,7 @@ def _settings_of(cmd: str) -> list[str]:
 
 def current(cell: Cell, tier: Tier, args: argparse.Namespace) -> str:
     """The cell's command under the tier's present settings (paths as the README writes them)."""
-    return " ".join(_relative(a) for a in command(cell, tier, args, args.output / tier.name / args.teacher))
+    return settings_line(cell, command(cell, tier, args, args.output / tier.name / args.teacher))
 
 
 def collect(
@@ -448,45 +526,118 @@ def report(cells: list[Cell], tier: Tier, args: argparse.Namespace, ledger: Path
         " or refresh (`--report-only` only rewrites this file).",
         "",
     ]
-    head = [
-        (c, m)
-        for c, m in done.items()
-        if c.kind == "student" and (c.start, c.recipe) == ("pruned", "tinybert4")
-    ]
-    retention, ratios, t_abs, s_abs = [], [], [], []
-    for task in tasks:
-        runs = [m for c, m in head if c.task == task]
-        if task not in teachers or not runs:
-            continue
-        t = teacher_score(teachers[task], task)
-        last = statistics.mean(student_scores(m, task)[0] for m in runs)
-        retention.append(100 * last / t)
-        ratios.append(teachers[task]["params"] / runs[0]["params"])
-        t_abs.append(t)
-        s_abs.append(last)
-    tasks_done = [t for t in tasks if t in teachers and any(c.task == t for c, _ in head)]
-    if retention:
+    configs = {
+        c.config: _config_summary(c.config, done, teachers, tasks) for c in done if c.kind == "student"
+    }
+    config = headline_config(configs)
+    if config is not None:
+        retention, ratio, tasks_done, t_abs, s_abs = configs[config]
         lines.append(
-            f"mean retention: {statistics.mean(retention):.1f}% at {statistics.mean(ratios):.1f}x fewer "
+            f"mean retention: {retention:.1f}% at {ratio:.1f}x fewer "
             f"parameters — tier {tier.name}, {len(tasks_done)} of {len(tasks)} tasks "
-            f"({', '.join(tasks_done)}), teacher {TEACHERS[args.teacher]}, TinyBERT4-shape student pruned "
-            f"from it + TinyBERT task distillation, last dev evaluation, {dt.date.today().isoformat()}"
+            f"({', '.join(tasks_done)}), teacher {TEACHERS[args.teacher]}, "
+            f"{CONFIGS.get(config, ' '.join(config))}, last dev evaluation, {dt.date.today().isoformat()}"
         )
         lines += [
             "",
-            f"Absolute means over those tasks: teacher {statistics.mean(t_abs):.2f}, student "
-            f"{statistics.mean(s_abs):.2f} (paper, GLUE test, same five tasks: BERT-base 77.3, "
+            f"Absolute means over those tasks: teacher {t_abs:.2f}, student "
+            f"{s_abs:.2f} (paper, GLUE test, same five tasks: BERT-base 77.3, "
             "TinyBERT4 74.0, retention 94.9%).",
         ]
     else:
         lines.append("mean retention: n/a — no task has a teacher and a headline student yet")
     lines += ["", f"Machine: {platform.machine()}, {os.cpu_count()} CPU threads, {platform.platform()}.", ""]
+    lines += _config_table(configs, config, done, teachers, tasks)
     lines += _settings(tier, args, ledger, tasks)
     lines += _teacher_table(teachers, tasks)
     lines += _student_table(done, teachers, lat, tasks)
     lines += _notes(done, ledger)
     lines += _earlier(collect(cells, ledger, tier, args, stale=True), tier, args)
     return "\n".join(lines) + "\n"
+
+
+# What the headline line says of a configuration (start, recipe); others by their names.
+CONFIGS = {
+    ("pruned", "tinybert4"): "TinyBERT4-shape student pruned from it + TinyBERT task distillation",
+    ("minilm6-trim", "tinybert4-prediction"): "all-MiniLM-L6-v2 (6L-384) remapped onto its tokenizer +"
+    " TinyBERT's prediction step, vocabulary trimmed to the task's pieces after it",
+}
+
+
+def _config_summary(
+    config: tuple[str, str], done: dict[Cell, dict[str, Any]], teachers: dict[str, Any], tasks: list[str]
+) -> tuple[float, float, list[str], float, float]:
+    """(mean retention, mean params ratio, tasks, teacher mean, student mean) of one configuration over the
+    tasks where it has runs (the mean over seeds of the last evaluation)."""
+    retention, ratios, names, t_abs, s_abs = [], [], [], [], []
+    for task in tasks:
+        runs = [m for c, m in done.items() if c.kind == "student" and c.task == task and c.config == config]
+        if task not in teachers or not runs:
+            continue
+        t = teacher_score(teachers[task], task)
+        last = statistics.mean(student_scores(m, task)[0] for m in runs)
+        retention.append(100 * last / t)
+        ratios.append(teachers[task]["params"] / runs[0]["params"])
+        names.append(task)
+        t_abs.append(t)
+        s_abs.append(last)
+    mean = statistics.mean
+    return mean(retention), mean(ratios), names, mean(t_abs), mean(s_abs)
+
+
+def headline_config(configs: dict[tuple[str, str], tuple[float, float, list[str], float, float]]) -> Any:
+    """The one configuration the headline reports: of those run on the most tasks at >= TRIM_RATIO fewer
+    parameters, the one with the highest mean retention (never a per-task pick)."""
+    small = {k: v for k, v in configs.items() if v[1] >= TRIM_RATIO}
+    if not small:
+        return None
+    most = max(len(v[2]) for v in small.values())
+    return max((k for k, v in small.items() if len(v[2]) == most), key=lambda k: small[k][0])
+
+
+def _config_table(
+    configs: dict[tuple[str, str], tuple[float, float, list[str], float, float]],
+    headline: Any,
+    done: dict[Cell, dict[str, Any]],
+    teachers: dict[str, Any],
+    tasks: list[str],
+) -> list[str]:
+    """Every configuration's mean retention, and each task's best student (the headline's is one config)."""
+    lines = [
+        "## Configurations",
+        "",
+        "Mean retention (last evaluation, mean over seeds) of each start and recipe over the tasks it ran;"
+        " the headline is the one run on every task with the highest mean at >= "
+        f"{TRIM_RATIO:g}x. Per task, the best student of any configuration beside it.",
+        "",
+        "| start | recipe | tasks | mean retention | params ratio | headline |",
+        "|---|---|---|---|---|---|",
+    ]
+    for (start, recipe), (ret, ratio, names, _, _) in sorted(configs.items(), key=lambda kv: -kv[1][0]):
+        mark = "yes" if (start, recipe) == headline else ""
+        lines.append(f"| {start} | {recipe} | {len(names)} | {ret:.1f}% | {ratio:.1f}x | {mark} |")
+    lines += [
+        "",
+        "| task | best student | start, recipe | retention | params ratio |",
+        "|---|---|---|---|---|",
+    ]
+    for task in tasks:
+        runs: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        for c, m in done.items():
+            if c.kind == "student" and c.task == task:
+                runs.setdefault(c.config, []).append(m)
+        if task not in teachers or not runs:
+            continue
+        t = teacher_score(teachers[task], task)
+        key, group = max(
+            runs.items(), key=lambda kv: statistics.mean(student_scores(m, task)[0] for m in kv[1])
+        )
+        last = statistics.mean(student_scores(m, task)[0] for m in group)
+        lines.append(
+            f"| {task} | {last:.2f} | {key[0]}, {key[1]} | {100 * last / t:.1f}% |"
+            f" {teachers[task]['params'] / group[0]['params']:.1f}x |"
+        )
+    return [*lines, ""]
 
 
 def _options(cmd: str) -> dict[str, str]:
@@ -769,7 +920,9 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"--stop-after {args.stop_after} min reached; stopping before {cell.name}")
                 break
             if prepare_start(cell, args, out, args.threads):
-                run_cell(cell, cmd, out, args.threads)
+                done = run_cell(cell, cmd, out, args.threads)
+                if cell.trimmed and "error" not in done:
+                    trim_and_evaluate(cell, args, out, args.threads)
             sync(cells, tier, args, out, ledger)
             write_results(everything, tier, shown, out, ledger, measure=False)
     if args.dry_run:
@@ -797,14 +950,15 @@ def write_results(
     shapes: dict[tuple[Any, ...], str] = {}
     for c, rec in collect(cells, ledger, tier, args).items():
         key = "teacher" if c.kind == "teacher" else f"student-{c.start}"
-        present = (out / c.name / "config.json").is_file()
+        model = trimmed_dir(c, out) if c.trimmed else out / c.name
+        present = (model / "config.json").is_file()
         if "shape" not in rec:
             continue
         first = shapes.setdefault(tuple(rec["shape"]), key)
         if first != key:
             same.setdefault(key, first)
         elif present:
-            models.setdefault(key, out / c.name)
+            models.setdefault(key, model)
     known = read_ledger(ledger, "latency.json")
     missing = [k for k in models if k not in known]
     # a new shape is timed beside the teacher (and every other shape present); the teacher never alone

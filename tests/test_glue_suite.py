@@ -103,6 +103,57 @@ def test_headline_is_the_mean_of_last_dev_scores_over_teachers(suite, tmp_path) 
     assert "| 63.00 | 66.00 | 90.0% |" in rte and rte.endswith("| 2 / 5 |")  # train / cell minutes
 
 
+def test_a_trimmed_cell_is_scored_and_counted_as_trimmed_and_can_make_the_headline(suite, tmp_path) -> None:
+    """minilm6-trim: all-MiniLM-L6-v2 whole, distilled, then trimmed to teacher params / 7.5 and evaluated;
+    the record is the trimmed model's (the whole-vocabulary run kept beside), and the headline is the one
+    configuration with the highest mean retention over the most tasks at >= 7.5x."""
+    out = tmp_path / "suite"
+    args = suite.parse_args(["--tasks", "RTE", "--output", str(tmp_path), "--data-dir", str(tmp_path)])
+    tier = suite.TIERS["cpu"]
+    cell = suite.Cell("RTE", "student", "minilm6-trim", "tinybert4-prediction")
+    cmd = suite.command(cell, tier, args, out)
+    assert (
+        cmd[cmd.index("--student") + 1] == "all-MiniLM-L6-v2"
+        and cmd[cmd.index("--start") + 1] == "pretrained"
+    )
+    assert cmd[cmd.index("--stage") + 1] == "prediction"
+    assert suite.current(cell, tier, args).endswith("+ trim-vocab --params-ratio 7.5")
+    _write(out / "RTE" / "teacher", {"params": 109_488_002, "train_seconds": 600, "dev": {"accuracy": 0.70}})
+    student = {"train_seconds": 120}
+    evals = [{"accuracy": 0.60}]
+    _write(
+        out / "RTE" / "tinybert4-pruned-s42",
+        {**student, "params": 14_352_898, "stages": {"p": {"evals": evals}}},
+    )
+    evals = [{"accuracy": 0.64}, {"accuracy": 0.66}]
+    _write(out / cell.name, {**student, "params": 22_713_602, "stages": {"p": {"evals": evals}}})
+    ledger = tmp_path / "ledger"
+    cells = suite.plan(tier, args.tasks, None, lrc=False)
+    suite.sync(cells, tier, args, out, ledger)
+    assert cell.name not in suite.read_ledger(ledger)  # distilled, not yet trimmed: not finished
+    trimmed = suite.trimmed_dir(cell, out)
+    trimmed.mkdir()
+    trim = {"pieces_before": 30527, "pieces_after": 9000, "params": 14_450_000, "checked_on": {"texts": 3}}
+    (trimmed / "trim.json").write_text(json.dumps(trim))
+    suite.trimmed_eval(cell, out).write_text(json.dumps({"dev": {"accuracy": 0.65}, "degenerate": False}))
+    suite.sync(cells, tier, args, out, ledger)
+    rec = suite.read_ledger(ledger)[cell.name]
+    assert rec["last"] == rec["best"] == {"accuracy": 0.65} and rec["params"] == 14_450_000
+    assert rec["untrimmed"] == {"last": {"accuracy": 0.66}, "best": {"accuracy": 0.66}, "params": 22_713_602}
+    text = suite.report(cells, tier, args, ledger, {})
+    headline = next(line for line in text.splitlines() if line.startswith("mean retention:"))
+    assert headline.startswith(f"mean retention: {100 * 65 / 70:.1f}% at {109_488_002 / 14_450_000:.1f}x")
+    assert "all-MiniLM-L6-v2 (6L-384)" in headline
+    assert "| minilm6-trim | tinybert4-prediction | 1 | 92.9% | 7.6x | yes |" in text
+    assert "| pruned | tinybert4 | 1 | 85.7% | 7.6x |  |" in text
+    pick = suite.headline_config
+    assert pick({("a", "r"): (95, 4.8, ["RTE"], 0, 0), ("b", "r"): (80, 7.6, ["RTE"], 0, 0)}) == ("b", "r")
+    assert pick({("a", "r"): (95, 7.6, ["RTE"], 0, 0), ("b", "r"): (80, 7.6, ["RTE", "CoLA"], 0, 0)}) == (
+        "b",
+        "r",
+    )
+
+
 def test_general_start_runs_before_random_and_is_described(suite, tmp_path) -> None:
     tier = suite.TIERS["cpu"]
     cells = suite.plan(tier, ["CoLA", "SST-2"], str(tmp_path), lrc=False)
@@ -176,7 +227,7 @@ def test_the_ledger_outlives_the_run_directories(suite, tmp_path) -> None:
         f"RTE/{n}"
         for n in ("teacher", "tinybert4-pruned-s43", "tinybert4-pruned-s44", "tinybert4-random-s42",
                   "tinybert4-prediction-pruned-s42", "tinybert4-prediction-minilm-s42",
-                  "tinybert4-minilm-s42")
+                  "tinybert4-minilm-s42", "tinybert4-prediction-minilm6-trim-s42")
     ]  # fmt: skip
     only = suite.parse_args(["--tasks", "RTE", "--only", "random", "--output", str(tmp_path)])
     assert [c.name for c in suite.todo(cells, tier, only, out, ledger)] == [
@@ -219,6 +270,7 @@ def test_cells_recorded_with_other_settings_are_run_again_and_kept_out_of_the_ta
         "RTE/tinybert4-prediction-pruned-s42",
         "RTE/tinybert4-prediction-minilm-s42",
         "RTE/tinybert4-minilm-s42",
+        "RTE/tinybert4-prediction-minilm6-trim-s42",
     ]
     text = suite.report(cells, new, args, ledger, {})
     assert "| RTE | tinybert4 |" not in text and "mean retention: n/a" in text

@@ -442,7 +442,7 @@ def test_a_given_finetuned_teacher_skips_the_teacher_stage(job, tmp_path):
 
 def test_a_pretrained_student_of_another_vocabulary_is_cut_and_distilled(job, tmp_path):
     """--start pretrained --student-shape: the start stage remaps the student onto the teacher's
-    tokenizer and cuts it to the shape; distill starts from that cut."""
+    tokenizer and cuts it to the shape; distill starts from that cut, with TinyBERT's step 2 alone."""
     from test_remap import other_vocab_student
 
     pre = other_vocab_student(tmp_path / "pretrained", layers=2, hidden=32)
@@ -450,7 +450,8 @@ def test_a_pretrained_student_of_another_vocabulary_is_cut_and_distilled(job, tm
     args = with_finetuned_teacher(job, job.args(out, None, "--no-export"))
     cut = args.index("--student")
     args[cut : cut + 2] = ["--student", str(pre), "--start", "pretrained"]
-    args += ["--student-shape", str(job.root / "student-shape" / "config.json")]
+    # a random tiny model cut to 1 layer, step 2 alone: the plumbing is under test, not what it learns
+    args += ["--student-shape", str(job.root / "student-shape" / "config.json"), "--allow-degenerate"]
     result = invoke(args)
     assert result.exit_code == 0, result.stderr
     assert "vocabulary remap:" in result.stderr
@@ -459,9 +460,35 @@ def test_a_pretrained_student_of_another_vocabulary_is_cut_and_distilled(job, tm
     teacher_vocab = AutoTokenizer.from_pretrained(job.out / "teacher").get_vocab()
     assert AutoTokenizer.from_pretrained(out / "start").get_vocab() == teacher_vocab
     assert json.loads((out / "start" / "config.json").read_text())["hidden_size"] == 16
-    assert json.loads((out / "student" / "metrics.json").read_text())["start"] == "checkpoint"
+    metrics = json.loads((out / "student" / "metrics.json").read_text())
+    assert metrics["start"] == "checkpoint"
+    assert list(metrics["stages"]) == ["prediction"]  # a pre-trained start: TinyBERT's step 2 alone
     bad = invoke([*job.args(tmp_path / "bad"), "--student-shape", "tinybert-4l-312"])
     assert bad.exit_code == 2 and "needs --start pretrained" in bad.stderr
+
+
+def test_trim_ratio_trims_the_distilled_student_and_later_stages_ship_the_trimmed_one(job, tmp_path):
+    """--trim-ratio R: a trim stage after distill leaves the vocabulary that fits teacher params / R;
+    evaluate, export, bench, the summary and the card are of the trimmed model."""
+    distilled = state(job.out)["distill"]["result"]
+    width = json.loads((job.out / "student" / "config.json").read_text())["hidden_size"]
+    ratio = distilled["teacher_params"] / (distilled["params"] - 5 * width)  # 5 rows fewer at least
+    out = tmp_path / "trimmed"
+    args = with_finetuned_teacher(job, job.args(out, None, "--trim-ratio", f"{ratio:.6f}"))
+    result = invoke(args)
+    assert result.exit_code == 0, result.stderr
+    trim = state(out)["trim"]["result"]
+    assert trim["params"] <= distilled["teacher_params"] / ratio < trim["params_before"]
+    assert len(AutoTokenizer.from_pretrained(out / "trim")) == trim["pieces_after"] < trim["pieces_before"]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["student"]["params"] == trim["params"]
+    student = BertForSequenceClassification.from_pretrained(out / "trim")
+    assert student.get_input_embeddings().weight.shape[0] == trim["pieces_after"]
+    assert "Vocabulary trimmed after distillation" in (out / "trim" / "README.md").read_text()
+    onnx_vocab = AutoTokenizer.from_pretrained(out / "export")
+    assert len(onnx_vocab) == trim["pieces_after"]
+    off = invoke([*job.args(tmp_path / "off", {"trim": {"keep": 3}})])
+    assert off.exit_code == 2 and "options.trim" in off.stderr
 
 
 # ----------------------------------------------------------------------------- the decisions

@@ -479,7 +479,8 @@ QUICK = {
 @dataclass
 class PipelineConfig(DataOptions):
     """Main job: the whole method as resumable stages, each in its own subdirectory of --output:
-    teacher, start, augment (--augment), distill, evaluate, export, bench, report, card (and push).
+    teacher, start, augment (--augment), distill, trim (--trim-ratio), evaluate, export, bench, report,
+    card (and push).
 
     OUTPUT/pipeline.json records each finished stage with a fingerprint of its options and inputs: a
     rerun skips finished stages, resumes an interrupted one and reruns what changed (and what follows).
@@ -511,6 +512,10 @@ class PipelineConfig(DataOptions):
         None, "Masked LM of --augment [a head trained on the teacher's encoder over the train text]."
     )
     augment_n: int | None = opt(None, "Variants per example of --augment (N_a) [20].")
+    trim_ratio: float | None = opt(
+        None, "After distillation, trim the student's vocabulary to the train text's most frequent pieces"
+        " until it has this many times fewer parameters than the teacher (a trim stage; off by default).",
+    )  # fmt: skip
     full: bool = opt(False, "Whole train set, the task's epochs (no caps).", flags=("--full",))
     max_train_samples: int | None = opt(None, "Train rows [8000 without --full].")
     teacher_epochs: float | None = opt(None, "Teacher epochs [2 without --full].")
@@ -529,8 +534,8 @@ class PipelineConfig(DataOptions):
     export: bool = opt(True, "Export the student to ONNX + int8 (--no-export: no export stage).")
     push_to_hub: str | None = opt(None, "Upload the student dir and its card to this Hub repo (user/name).")
     from_stage: str | None = opt(
-        None, "Rerun this stage and every later one: teacher, start, augment, distill, evaluate, export, "
-        "bench, report, card, push.", flags=("--from",),
+        None, "Rerun this stage and every later one: teacher, start, augment, distill, trim, evaluate, "
+        "export, bench, report, card, push.", flags=("--from",),
     )  # fmt: skip
     overwrite: bool = opt(
         False, "Run every stage again (by default finished stages with the same options are reused and "
@@ -548,6 +553,7 @@ class PipelineConfig(DataOptions):
         _check_positive(
             self, "max_train_samples", "teacher_epochs", "teacher_lr", "student_lr", "student_epochs",
             "intermediate_epochs", "prediction_epochs", "max_steps", "batch_size", "max_seq_length",
+            "trim_ratio",
         )  # fmt: skip
         if self.augment_n is not None and self.augment_n < 0:
             raise TinyDistillError(f"--augment-n must be >= 0, got {self.augment_n}")

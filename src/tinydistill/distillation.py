@@ -301,9 +301,7 @@ def distill(
 
     def evaluate() -> Evaluation:
         student = acc.unwrap_model(distiller).student
-        return run_evaluation(
-            student, s_tok, data.spec, rows, cfg.max_seq_length, cfg.eval_batch_size, acc
-        )
+        return run_evaluation(student, s_tok, data.spec, rows, cfg.max_seq_length, cfg.eval_batch_size, acc)
 
     summary: dict[str, Any] = {
         "task": data.spec.name, "method": cfg.method, "teacher": cfg.teacher, "student": cfg.student,

@@ -141,7 +141,10 @@ def load_shape(shape: str) -> dict[str, Any]:
 
 
 def pretrained_student(
-    student: str, teacher: PreTrainedModel, teacher_tok: PreTrainedTokenizerBase, task: TaskSpec,
+    student: str,
+    teacher: PreTrainedModel,
+    teacher_tok: PreTrainedTokenizerBase,
+    task: TaskSpec,
     remap: bool = True,
 ) -> tuple[PreTrainedModel, VocabRemap | None]:
     """A checkpoint (dir, packaged alias or hub id) as the task's classifier on the teacher's tokenizer.

@@ -142,6 +142,14 @@ def how_made(info: dict[str, Any]) -> str:
         f"{method.get('train_examples')} train rows, seed {method.get('seed')}.",
         f"- Start: {starts.get(start.get('start'), start.get('start'))}.",
         f"- Data augmentation: {augmented}.",
+        *(
+            [
+                f"- Vocabulary trimmed after distillation to the train text's pieces: "
+                f"{trim['pieces_before']:,} -> {trim['pieces_after']:,} pieces, {trim['params']:,} params."
+            ]
+            if (trim := info.get("trim"))
+            else []
+        ),
         f"- Machine: {info.get('machine') or 'unknown'}.",
     ]
     wall = info.get("wall_seconds") or {}

@@ -13,13 +13,25 @@ from typing import Any
 from tinydistill import config as C
 from tinydistill.errors import TinyDistillError
 
-STAGES = ("teacher", "start", "augment", "distill", "evaluate", "export", "bench", "report", "card", "push")
+STAGES = (
+    "teacher",
+    "start",
+    "augment",
+    "distill",
+    "trim",
+    "evaluate",
+    "export",
+    "bench",
+    "report",
+    "card",
+    "push",
+)
 # the ``options:`` sections: the command whose options each takes (mlm_head belongs to augment)
 SECTIONS: dict[str, type] = {
     "teacher": C.FinetuneConfig, "start": C.PruneConfig, "mlm_head": C.MLMHeadConfig,
-    "augment": C.AugmentConfig, "distill": C.DistillConfig, "evaluate": C.EvaluateConfig,
-    "export": C.ExportConfig, "bench": C.BenchConfig, "report": C.ReportConfig, "card": C.CardConfig,
-    "push": C.PushConfig,
+    "augment": C.AugmentConfig, "distill": C.DistillConfig, "trim": C.TrimVocabConfig,
+    "evaluate": C.EvaluateConfig, "export": C.ExportConfig, "bench": C.BenchConfig,
+    "report": C.ReportConfig, "card": C.CardConfig, "push": C.PushConfig,
 }  # fmt: skip
 DATA_KEYS = tuple(f.name for f in dataclasses.fields(C.DataOptions))
 # keys the pipeline sets itself (from its own flags or the stage before), besides the data options
@@ -38,6 +50,7 @@ OWNED = {
         "resume",
         "overwrite",
     },
+    "trim": {"model", "output", "keep", "target_params"},
     "evaluate": {"model", "json_file"},
     "export": {"model", "output"},
     "bench": {"models", "names", "json_file", "cache_dir"},
@@ -51,6 +64,7 @@ FREE = {"bench": {"task"}}
 OFF_HINT = {
     "teacher": "--teacher-finetuned skips it",
     "augment": "--augment turns it on",
+    "trim": "--trim-ratio R turns it on",
     "export": "--no-export skips it",
     "push": "--push-to-hub REPO_ID turns it on",
 }
@@ -90,6 +104,11 @@ class Plan:
         return self.cfg.teacher_finetuned or self.path("teacher")
 
     @property
+    def model_dir(self) -> str:
+        """The student the later stages evaluate, export, time and ship: trimmed when the trim stage runs."""
+        return self.path("trim") if self.enabled("trim") else self.path("student")
+
+    @property
     def is_custom(self) -> bool:
         return self.cfg.task.lower() == "custom"
 
@@ -107,6 +126,7 @@ class Plan:
         return {
             "teacher": not cfg.teacher_finetuned,
             "augment": cfg.augment,
+            "trim": cfg.trim_ratio is not None,
             "export": cfg.export,
             "push": bool(cfg.push_to_hub),
         }.get(stage, True)
@@ -153,6 +173,7 @@ def check_conflicts(cfg: C.PipelineConfig) -> None:
                                         ("options.augment", cfg.options.get("augment")),
                                         ("options.mlm_head", cfg.options.get("mlm_head"))]),
         "--export": (not cfg.export, [("options.export", cfg.options.get("export"))]),
+        "--trim-ratio": (cfg.trim_ratio is None, [("options.trim", cfg.options.get("trim"))]),
         "--push-to-hub": (not cfg.push_to_hub, [("options.push", cfg.options.get("push"))]),
     }  # fmt: skip
     for switch, (is_off, given) in off.items():

@@ -27,7 +27,7 @@ def latencies(bench: dict[str, Any], model: str) -> dict[str, float]:
 def summary_rows(plan: Plan, state: State) -> dict[str, dict[str, Any]]:
     """summary.json: per model its dev metrics, verdict, parameters, size and CPU latency (PyTorch)."""
     ev, bench = _result(state, "evaluate"), _result(state, "bench")
-    paths = {"teacher": plan.teacher_dir, "student": plan.path("student")}
+    paths = {"teacher": plan.teacher_dir, "student": plan.model_dir}
     rows = {}
     for name, path in paths.items():
         torch_row = next(
@@ -90,6 +90,7 @@ def card_info(plan: Plan, state: State, card: C.CardConfig) -> dict[str, Any]:
         "start": {k: v for k, v in _result(state, "start").items() if k not in ("outputs", "summary")},
         "augment": {k: v for k, v in _result(state, "augment").items() if k not in ("outputs", "summary")}
         or None,
+        "trim": {k: v for k, v in _result(state, "trim").items() if k not in ("outputs", "summary")} or None,
         "metrics": ev["metrics"],
         "metrics_source": "`tinydistill evaluate` (the pipeline's evaluate stage)",
         "degenerate": ev["degenerate"],

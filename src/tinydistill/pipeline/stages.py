@@ -272,6 +272,11 @@ def distill_options(p: Plan) -> Options:
     }  # fmt: skip
     if p.enabled("augment"):  # the augment stage took the train subset; its file is the train set
         distill.update(train_file=p.path("augment", "train.tsv"), max_train_samples=None)
+    if c.start == "pretrained" and c.distill_recipe == "tinybert4":
+        # a pre-trained start keeps what it knows: TinyBERT's step 1 at these budgets erases it (CoLA,
+        # all-MiniLM-L6-v2 under MPNet: MCC 15.19 with step 2 alone, 11.13 after both steps;
+        # docs/starts-and-vocabulary.md); options.distill.stage: all brings it back
+        distill["stage"] = "prediction"
     return {"distill": {**distill, **p.section("distill")}}
 
 
@@ -303,12 +308,48 @@ def run_distill(ctx: Context, opts: Options) -> dict[str, Any]:
     }  # fmt: skip
 
 
+# ----------------------------------------------------------------------------- trim
+
+
+def trim_options(p: Plan) -> Options | None:
+    if not p.enabled("trim"):
+        return None
+    # target_params: teacher params / --trim-ratio, known once the teacher is; 0 until then so that the
+    # options are checked before any stage runs
+    trim = {
+        **p.data(C.TrimVocabConfig),
+        "model": p.path("student"),
+        "output": p.path("trim"),
+        "target_params": 0,
+    }
+    return {"trim": {**trim, **p.section("trim")}, "ratio": p.cfg.trim_ratio}
+
+
+def run_trim(ctx: Context, opts: Options) -> dict[str, Any]:
+    """The distilled student with the vocabulary that fits teacher params / --trim-ratio (trim.json)."""
+    from tinydistill import api
+
+    teacher = ctx.result("distill")["teacher_params"]
+    target = int(teacher / opts["ratio"])
+    cfg = C.build(C.TrimVocabConfig, None, **{**opts["trim"], "target_params": target})
+    r = api.trim_vocab(cfg)
+    changed = r.get("checked_on", {}).get("texts_tokenized_differently")
+    return {
+        **{k: r[k] for k in ("pieces_before", "pieces_after", "params_before", "params")},
+        "params_ratio": round(teacher / r["params"], 2), "checked_on": r.get("checked_on"),
+        "outputs": _rel(ctx.plan, str(Path(cfg.output) / "trim.json")),
+        "summary": f"{r['pieces_before']:,} -> {r['pieces_after']:,} pieces, {r['params']:,} params"
+        f" ({teacher / r['params']:.1f}x fewer than the teacher)"
+        + (f"; {100 * changed:.1f}% of dev rows tokenized differently" if changed is not None else ""),
+    }  # fmt: skip
+
+
 # ----------------------------------------------------------------------------- evaluate
 
 
 def evaluate_options(p: Plan) -> Options:
     c = p.cfg
-    evaluate = {**p.data(C.EvaluateConfig), "model": p.path("student"), "max_seq_length": c.max_seq_length}
+    evaluate = {**p.data(C.EvaluateConfig), "model": p.model_dir, "max_seq_length": c.max_seq_length}
     return {"evaluate": {**evaluate, "seed": c.seed, **p.section("evaluate")}, "test_file": c.test_file}
 
 
@@ -317,7 +358,7 @@ def run_evaluate(ctx: Context, opts: Options) -> dict[str, Any]:
     from tinydistill import api
     from tinydistill.progress import progress
 
-    models = {"teacher": ctx.plan.teacher_dir, "student": ctx.plan.path("student")}
+    models = {"teacher": ctx.plan.teacher_dir, "student": ctx.plan.model_dir}
     splits = ["dev", "test"] if opts.get("test_file") else ["dev"]
     metrics: dict[str, dict[str, Any]] = {name: {} for name in models}
     baseline: dict[str, Any] = {}
@@ -350,7 +391,7 @@ def export_options(p: Plan) -> Options | None:
         return None
     glue = None if p.is_custom else p.cfg.task  # a GLUE task's dev rows check the export
     export = {
-        "model": p.path("student"), "output": p.path("export"), "quantize": "int8", "task": glue,
+        "model": p.model_dir, "output": p.path("export"), "quantize": "int8", "task": glue,
         "data_dir": p.cfg.data_dir if glue else None,
     }  # fmt: skip
     return {"export": {**export, **p.section("export")}}
@@ -374,7 +415,7 @@ def run_export(ctx: Context, opts: Options) -> dict[str, Any]:
 
 
 def bench_options(p: Plan) -> Options:
-    student = p.path("export") if p.enabled("export") else p.path("student")  # an export dir: torch too
+    student = p.path("export") if p.enabled("export") else p.model_dir  # an export dir: torch too
     bench = {
         "models": [p.teacher_dir, student], "names": ["teacher", "student"],
         "backend": "torch,onnx,onnx-int8" if p.enabled("export") else "torch",
@@ -448,7 +489,7 @@ def run_report(ctx: Context, opts: Options) -> dict[str, Any]:
 
 
 def card_options(p: Plan) -> Options:
-    return {"card": p.section("card"), "student": p.path("student"), "repo_id": p.cfg.push_to_hub}
+    return {"card": p.section("card"), "student": p.model_dir, "repo_id": p.cfg.push_to_hub}
 
 
 def run_card(ctx: Context, opts: Options) -> dict[str, Any]:
@@ -465,7 +506,7 @@ def push_options(p: Plan) -> Options | None:
         return None
     export = p.path("export") if p.enabled("export") else None
     push = {"repo_id": p.cfg.push_to_hub, **p.section("push")}
-    return {"push": push, "student": p.path("student"), "export": export}
+    return {"push": push, "student": p.model_dir, "export": export}
 
 
 def run_push(ctx: Context, opts: Options) -> dict[str, Any]:
@@ -486,14 +527,17 @@ STAGES: list[Stage] = [
           {"augment": C.AugmentConfig, "mlm_head": C.MLMHeadConfig}, clean="augment"),
     Stage("distill", ("teacher", "start", "augment"), distill_options, run_distill,
           {"distill": C.DistillConfig}),
-    Stage("evaluate", ("teacher", "distill"), evaluate_options, run_evaluate,
+    Stage("trim", ("teacher", "distill"), trim_options, run_trim, {"trim": C.TrimVocabConfig}, clean="trim"),
+    Stage("evaluate", ("teacher", "distill", "trim"), evaluate_options, run_evaluate,
           {"evaluate": C.EvaluateConfig}, clean="evaluate"),
-    Stage("export", ("distill",), export_options, run_export, {"export": C.ExportConfig}, clean="export"),
-    Stage("bench", ("teacher", "distill", "export"), bench_options, run_bench, {"bench": C.BenchConfig},
-          clean="bench"),
+    Stage("export", ("distill", "trim"), export_options, run_export, {"export": C.ExportConfig},
+          clean="export"),
+    Stage("bench", ("teacher", "distill", "trim", "export"), bench_options, run_bench,
+          {"bench": C.BenchConfig}, clean="bench"),
     Stage("report", ("teacher", "distill", "bench"), report_options, run_report, {"report": C.ReportConfig},
           clean="report"),
-    Stage("card", ("teacher", "start", "augment", "distill", "evaluate", "export", "bench"), card_options,
+    Stage("card", ("teacher", "start", "augment", "distill", "trim", "evaluate", "export", "bench"),
+          card_options,
           run_card, {"card": C.CardConfig}),
-    Stage("push", ("distill", "export", "card"), push_options, run_push, {"push": C.PushConfig}),
+    Stage("push", ("distill", "trim", "export", "card"), push_options, run_push, {"push": C.PushConfig}),
 ]  # fmt: skip
