@@ -352,6 +352,17 @@ def teacher_score(metrics: dict[str, Any], task: str) -> float:
     return score(metrics["dev"], task)
 
 
+def teacher_of(student: dict[str, Any], teacher: dict[str, Any], task: str) -> float:
+    """The dev score of the teacher run a student was distilled from: the one recorded with the student,
+    else the latest run of the teacher finished on or before it (a teacher fine-tuned again later, on
+    another machine, did not teach it)."""
+    if "teacher_dev" in student:
+        return score(student["teacher_dev"], task)
+    runs = [*teacher.get("previous", []), teacher]
+    before = [r for r in runs if "dev" in r and r.get("finished", "") <= student.get("finished", "")]
+    return score((before[-1] if before else teacher)["dev"], task)
+
+
 def _mean_sd(values: list[float]) -> str:
     if len(values) == 1:
         return f"{values[0]:.2f}"
@@ -387,6 +398,8 @@ def record(cell: Cell, metrics: dict[str, Any], run: Path, cmd: list[str]) -> di
     if cell.kind == "student":
         rec["last"], rec["best"] = _last_best(metrics, cell.task)
         rec["degenerate"] = bool(metrics.get("degenerate"))
+        if (teacher := read_metrics(out / cell.task / "teacher")) is not None:  # the one it learnt from
+            rec["teacher_dev"] = teacher["dev"]
     wall = run / "wall.json"
     if wall.is_file():
         rec.update(json.loads(wall.read_text()))
@@ -431,13 +444,15 @@ def sync(cells: list[Cell], tier: Tier, args: argparse.Namespace, out: Path, led
             c, m, run, made_by.read_text().split() if made_by.is_file() else command(c, tier, args, out)
         )
         old = records.get(c.name)
-        if old is not None and {k: old.get(k) for k in new} == new:
+        # the same run, perhaps with fields recorded since (teacher_dev): updated, not a new run
+        same = old is not None and all(old[k] == new[k] for k in new if k in old)
+        if same and set(new) <= set(old):
             continue
-        if old is not None:
+        if old is not None and not same:
             keep = ("dev", "last", "best", "train_seconds", "finished", "source", "note", "command")
             earlier = {k: old[k] for k in keep if k in old}
             new["previous"] = [*old.get("previous", []), earlier]
-        records[c.name] = new
+        records[c.name] = {**old, **new} if same else new
         changed = True
     if changed:
         ledger.mkdir(parents=True, exist_ok=True)
@@ -574,7 +589,7 @@ def _config_summary(
         runs = [m for c, m in done.items() if c.kind == "student" and c.task == task and c.config == config]
         if task not in teachers or not runs:
             continue
-        t = teacher_score(teachers[task], task)
+        t = statistics.mean(teacher_of(m, teachers[task], task) for m in runs)
         last = statistics.mean(student_scores(m, task)[0] for m in runs)
         retention.append(100 * last / t)
         ratios.append(teachers[task]["params"] / runs[0]["params"])
@@ -606,16 +621,26 @@ def _config_table(
     lines = [
         "## Configurations",
         "",
-        "Mean retention (last evaluation, mean over seeds) of each start and recipe over the tasks it ran;"
-        " the headline is the one run on every task with the highest mean at >= "
-        f"{TRIM_RATIO:g}x. Per task, the best student of any configuration beside it.",
+        "Mean retention (last evaluation, mean over seeds) of each start and recipe over the tasks it ran,"
+        " and the headline configuration's over the same tasks; the headline is the one run on the most"
+        f" tasks with the highest mean at >= {TRIM_RATIO:g}x. Per task, the best student of any"
+        " configuration beside it.",
         "",
-        "| start | recipe | tasks | mean retention | params ratio | headline |",
-        "|---|---|---|---|---|---|",
+        "| start | recipe | tasks | mean retention | headline's on those tasks | params ratio | headline |",
+        "|---|---|---|---|---|---|---|",
     ]
     for (start, recipe), (ret, ratio, names, _, _) in sorted(configs.items(), key=lambda kv: -kv[1][0]):
         mark = "yes" if (start, recipe) == headline else ""
-        lines.append(f"| {start} | {recipe} | {len(names)} | {ret:.1f}% | {ratio:.1f}x | {mark} |")
+        same = (
+            _config_summary(headline, done, teachers, names)
+            if headline and set(names) <= set(configs[headline][2])
+            else None
+        )
+        shown = f"{same[0]:.1f}%" if same else "-"
+        lines.append(
+            f"| {start} | {recipe} | {len(names)} ({', '.join(names)}) | {ret:.1f}% | {shown} |"
+            f" {ratio:.1f}x | {mark} |"
+        )
     lines += [
         "",
         "| task | best student | start, recipe | retention | params ratio |",
@@ -628,10 +653,10 @@ def _config_table(
                 runs.setdefault(c.config, []).append(m)
         if task not in teachers or not runs:
             continue
-        t = teacher_score(teachers[task], task)
         key, group = max(
             runs.items(), key=lambda kv: statistics.mean(student_scores(m, task)[0] for m in kv[1])
         )
+        t = statistics.mean(teacher_of(m, teachers[task], task) for m in group)
         last = statistics.mean(student_scores(m, task)[0] for m in group)
         lines.append(
             f"| {task} | {last:.2f} | {key[0]}, {key[1]} | {100 * last / t:.1f}% |"
@@ -818,7 +843,7 @@ def _student_table(
     ):
         if task not in teachers:
             continue
-        t = teacher_score(teachers[task], task)
+        t = statistics.mean(teacher_of(m, teachers[task], task) for m in runs)
         last = [student_scores(m, task)[0] for m in runs]
         best = [student_scores(m, task)[1] for m in runs]
         tl, sl = lat.get("teacher", {}), lat.get(f"student-{start}", {})

@@ -144,8 +144,8 @@ def test_a_trimmed_cell_is_scored_and_counted_as_trimmed_and_can_make_the_headli
     headline = next(line for line in text.splitlines() if line.startswith("mean retention:"))
     assert headline.startswith(f"mean retention: {100 * 65 / 70:.1f}% at {109_488_002 / 14_450_000:.1f}x")
     assert "all-MiniLM-L6-v2 (6L-384)" in headline
-    assert "| minilm6-trim | tinybert4-prediction | 1 | 92.9% | 7.6x | yes |" in text
-    assert "| pruned | tinybert4 | 1 | 85.7% | 7.6x |  |" in text
+    assert "| minilm6-trim | tinybert4-prediction | 1 (RTE) | 92.9% | 92.9% | 7.6x | yes |" in text
+    assert "| pruned | tinybert4 | 1 (RTE) | 85.7% | 92.9% | 7.6x |  |" in text
     pick = suite.headline_config
     assert pick({("a", "r"): (95, 4.8, ["RTE"], 0, 0), ("b", "r"): (80, 7.6, ["RTE"], 0, 0)}) == ("b", "r")
     assert pick({("a", "r"): (95, 7.6, ["RTE"], 0, 0), ("b", "r"): (80, 7.6, ["RTE", "CoLA"], 0, 0)}) == (
@@ -242,7 +242,7 @@ def test_the_ledger_outlives_the_run_directories(suite, tmp_path) -> None:
     teacher = json.loads((ledger / "cells.json").read_text())["RTE/teacher"]
     assert teacher["dev"] == {"accuracy": 0.71} and teacher["previous"][0]["dev"] == {"accuracy": 0.70}
     text = suite.report(cells, tier, args, ledger, {})
-    assert "| RTE | tinybert4 | pruned | 1 | 71.00 | 63.00 |" in text
+    assert "| RTE | tinybert4 | pruned | 1 | 70.00 | 63.00 |" in text  # against the teacher it learnt from
     assert "the run of" in text and "scored 70.00" in text
     suite.sync(cells, tier, args, out, ledger)  # nothing new: the record is not pushed into previous again
     assert len(json.loads((ledger / "cells.json").read_text())["RTE/teacher"]["previous"]) == 1
@@ -317,3 +317,20 @@ def test_tasks_chooses_what_runs_and_the_report_keeps_every_recorded_task(suite,
     assert "2 of 5 tasks (RTE, MRPC)" in next(line for line in lines if line.startswith("mean retention:"))
     assert any(line.startswith("| MRPC | tinybert4") for line in lines)
     assert any(line.startswith("- General start: `runs/g`: random init") for line in lines)  # not given
+
+
+def test_a_student_is_compared_with_the_teacher_run_it_learnt_from(suite) -> None:
+    """A teacher fine-tuned again later (a new machine) does not re-score the students of the earlier run."""
+    teacher = {
+        "dev": {"accuracy": 0.70},
+        "finished": "2026-12-07",
+        "previous": [
+            {"dev": {"accuracy": 0.66}, "finished": "2026-12-03"},
+            {"dev": {"accuracy": 0.68}, "finished": "2026-12-05"},
+        ],
+    }
+    assert suite.teacher_of({"finished": "2026-12-05"}, teacher, "RTE") == pytest.approx(68)
+    assert suite.teacher_of({"finished": "2026-12-04"}, teacher, "RTE") == pytest.approx(66)
+    assert suite.teacher_of({"finished": "2026-12-07"}, teacher, "RTE") == pytest.approx(70)
+    recorded = {"finished": "2026-12-05", "teacher_dev": {"accuracy": 0.69}}
+    assert suite.teacher_of(recorded, teacher, "RTE") == pytest.approx(69)  # recorded with the student
