@@ -236,15 +236,8 @@ def trim_and_evaluate(cell: Cell, args: argparse.Namespace, out: Path, threads: 
     else:
         shutil.rmtree(trimmed, ignore_errors=True)  # an interrupted trim of ours: made again
     log = out / cell.task / f"{trimmed.name}.log"
-    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
-    if threads:
-        env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     for cmd in steps:
-        print(f"[{time.strftime('%H:%M:%S')}] {trimmed.name}: tinydistill {' '.join(cmd)}", flush=True)
-        with log.open("a") as f:
-            rc = subprocess.call(
-                [sys.executable, "-m", "tinydistill", *cmd], stdout=f, stderr=subprocess.STDOUT, env=env
-            )
+        rc = tinydistill(cmd, trimmed.name, log, threads)
         if rc != 0:
             print(f"  failed (exit {rc}): see {log}", flush=True)
             return False
@@ -266,18 +259,24 @@ def prepare_start(cell: Cell, args: argparse.Namespace, out: Path, threads: int 
         "--output", str(minilm_cut(cell, out)),
     ]  # fmt: skip
     log = out / cell.task / "minilm-cut.log"
-    log.parent.mkdir(parents=True, exist_ok=True)
-    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
-    if threads:
-        env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
-    print(f"[{time.strftime('%H:%M:%S')}] {cell.task}/minilm-cut: tinydistill {' '.join(cmd)}", flush=True)
-    with log.open("a") as f:
-        rc = subprocess.call(
-            [sys.executable, "-m", "tinydistill", *cmd], stdout=f, stderr=subprocess.STDOUT, env=env
-        )
+    rc = tinydistill(cmd, f"{cell.task}/minilm-cut", log, threads)
     if rc != 0:
         print(f"  failed (exit {rc}): see {log}", flush=True)
     return rc == 0
+
+
+def tinydistill(cmd: list[str], name: str, log: Path, threads: int | None) -> int:
+    """Run one ``tinydistill`` command as a process (this checkout's ``src``), its output appended to
+    ``log``; returns its exit status."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
+    if threads:
+        env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    print(f"[{time.strftime('%H:%M:%S')}] {name}: tinydistill {' '.join(cmd)}", flush=True)
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("a") as f:
+        return subprocess.call(
+            [sys.executable, "-m", "tinydistill", *cmd], stdout=f, stderr=subprocess.STDOUT, env=env
+        )
 
 
 def read_metrics(run: Path) -> dict[str, Any] | None:
@@ -309,15 +308,8 @@ def run_cell(cell: Cell, cmd: list[str], out: Path, threads: int | None) -> dict
     log = out / cell.task / f"{run.name}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     _made_by(run).write_text(line + "\n")
-    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
-    if threads:
-        env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
-    print(f"[{time.strftime('%H:%M:%S')}] {cell.name}: tinydistill {' '.join(cmd)}", flush=True)
     start = time.perf_counter()
-    with log.open("a") as f:
-        rc = subprocess.call(
-            [sys.executable, "-m", "tinydistill", *cmd], stdout=f, stderr=subprocess.STDOUT, env=env
-        )
+    rc = tinydistill(cmd, cell.name, log, threads)
     wall = time.perf_counter() - start
     metrics = read_metrics(run)
     if rc != 0 or metrics is None:
