@@ -124,8 +124,15 @@ class Cell:
     # pruned | random | general | minilm (all-MiniLM-L6-v2 remapped, cut to the shape) | minilm6-trim
     # (all-MiniLM-L6-v2 remapped, whole 6L-384; its vocabulary trimmed after distillation to TRIM_RATIO)
     start: str = ""
-    recipe: str = ""  # tinybert4 | tinybert4-prediction (step 2 alone) | lrcbert4 (COS-NCE, then + CE)
+    # tinybert4 | tinybert4-prediction (step 2 alone) | lrcbert4 (COS-NCE, then + CE); a suffix -aug<N>:
+    # on the train rows plus N augmented variants of each (TinyBERT's augmentation), the same steps
+    recipe: str = ""
     seed: int = 42
+
+    @property
+    def aug(self) -> int:
+        """N_a of the cell's augmented train rows (0: the task's rows as they are)."""
+        return int(self.recipe.rsplit("-aug", 1)[1]) if "-aug" in self.recipe else 0
 
     @property
     def config(self) -> tuple[str, str]:
@@ -155,6 +162,20 @@ def plan(tier: Tier, tasks: list[str], general: str | None, lrc: bool) -> list[C
     cells += [Cell(t, "student", "pruned", "tinybert4-prediction") for t in tasks]
     cells += [Cell(t, "student", "minilm", r) for t in tasks for r in ("tinybert4-prediction", "tinybert4")]
     cells += [Cell(t, "student", "minilm6-trim", "tinybert4-prediction") for t in tasks]
+    # the best configuration so far gets the headline cell's seeds on the small tasks
+    cells += [
+        Cell(t, "student", "minilm6-trim", "tinybert4-prediction", s)
+        for t in tasks
+        if t in SMALL
+        for s in seeds
+    ]
+    # TinyBERT's augmentation on the small tasks: the same configuration and steps on teacher-labelled rows
+    cells += [
+        Cell(t, "student", "minilm6-trim", f"tinybert4-prediction-aug{AUG}", s)
+        for t in tasks
+        if t in SMALL
+        for s in tier.seeds
+    ]
     if lrc:
         cells += [Cell(t, "student", "pruned", "lrcbert4") for t in tasks]
     return cells
@@ -167,7 +188,7 @@ def command(cell: Cell, tier: Tier, args: argparse.Namespace, out: Path) -> list
         "--batch-size", str(BATCH),
         "--save-every", "100", "--keep-checkpoints", "1", "--resume", "--logger", "none",
     ]  # fmt: skip
-    if cell.task in tier.max_train_samples:
+    if cell.task in tier.max_train_samples and not cell.aug:  # an augmented file is made of the capped rows
         common += ["--max-train-samples", str(tier.max_train_samples[cell.task])]
     if cell.kind == "teacher":
         cmd = ["finetune", "--model", TEACHERS[args.teacher], "--output", str(out / cell.name), *common]
@@ -175,7 +196,7 @@ def command(cell: Cell, tier: Tier, args: argparse.Namespace, out: Path) -> list
         cmd += ["--length-buckets", str(tier.teacher_length_buckets)] if tier.teacher_length_buckets else []
         return cmd + (["--learning-rate", str(tier.teacher_lr)] if tier.teacher_lr else [])
     teacher = out / cell.task / "teacher"
-    recipe = cell.recipe.removesuffix("-prediction")
+    recipe = cell.recipe.split("-")[0]
     cmd = ["distill", "--teacher", str(teacher), "--output", str(out / cell.name), "--recipe", recipe]
     cmd += [*common, "--seed", str(cell.seed), "--teacher-state-cache", "20"]  # all tasks' states stay
     if cell.start == "general":
@@ -190,6 +211,10 @@ def command(cell: Cell, tier: Tier, args: argparse.Namespace, out: Path) -> list
     if cell.recipe in ("tinybert4", "lrcbert4"):  # two stages: LRC-BERT's CE stage has its own schedule
         cmd += ["--intermediate-epochs", str(intermediate), "--prediction-epochs", str(prediction)]
         cmd += ["--intermediate-lr", str(tier.intermediate_lr)] if tier.intermediate_lr else []
+    elif cell.aug:  # step 2 alone on the augmented rows, as many steps as on the task's rows
+        steps = math.ceil(_rows(cell.task, tier) / BATCH) * (intermediate + prediction)
+        cmd += ["--stage", "prediction", "--train-file", str(augmented(cell, out))]
+        cmd += ["--prediction-epochs", "100", "--prediction-max-steps", str(int(steps))]
     elif cell.recipe == "tinybert4-prediction":  # step 2 alone, the same total epochs
         cmd += ["--stage", "prediction", "--prediction-epochs", str(intermediate + prediction)]
     else:  # one stage with the same total budget
@@ -244,13 +269,36 @@ def trim_and_evaluate(cell: Cell, args: argparse.Namespace, out: Path, threads: 
     return True
 
 
+# N_a of the augmented cells: the teacher labels every row once (its logit pass grows with N_a) and the
+# cell trains as many steps as without augmentation, so with N_a = 4 each row is seen about once and the
+# paper's 20 would leave most variants unseen.
+AUG = 4
+MLM_STEPS = 300  # the masked-LM head trained on all-MiniLM-L6-v2 (no English masked LM exists offline)
+
+
+def _rows(task: str, tier: Tier) -> int:
+    return min(TRAIN_ROWS[task], tier.max_train_samples.get(task, TRAIN_ROWS[task]))
+
+
+def augmented(cell: Cell, out: Path) -> Path:
+    """A task's augmented train file (the train rows, then N_a variants of each), shared by its seeds."""
+    return out / cell.task / f"aug{cell.aug}.tsv"
+
+
+def mlm_dir(out: Path) -> Path:
+    return out / "mlm-head"
+
+
 def minilm_cut(cell: Cell, out: Path) -> Path:
     """The 'minilm' start of a task: all-MiniLM-L6-v2 on the teacher's tokenizer, cut to TinyBERT4."""
     return out / cell.task / "minilm-cut"
 
 
-def prepare_start(cell: Cell, args: argparse.Namespace, out: Path, threads: int | None) -> bool:
-    """Make a start the cell needs and no cell writes (the 'minilm' cut: ~20 s); False if it failed."""
+def prepare_start(cell: Cell, args: argparse.Namespace, out: Path, threads: int | None, tier: Tier) -> bool:
+    """Make what the cell needs and no cell writes (the 'minilm' cut: ~20 s; the masked-LM head, ~10 min,
+    and the task's augmented rows, a few minutes); False if it failed."""
+    if cell.aug and not prepare_augmented(cell, args, out, threads, tier):
+        return False
     if cell.start != "minilm" or (minilm_cut(cell, out) / "config.json").is_file():
         return True
     cmd = [
@@ -263,6 +311,39 @@ def prepare_start(cell: Cell, args: argparse.Namespace, out: Path, threads: int 
     if rc != 0:
         print(f"  failed (exit {rc}): see {log}", flush=True)
     return rc == 0
+
+
+def prepare_augmented(
+    cell: Cell, args: argparse.Namespace, out: Path, threads: int | None, tier: Tier
+) -> bool:
+    """The masked-LM head (once) and the task's augmented file (written under another name, then renamed:
+    an interrupted augmentation is made again, never read)."""
+    target = augmented(cell, out)
+    steps = []
+    if not (mlm_dir(out) / "mlm_head.json").is_file():
+        corpus = args.data_dir.parent / "corpus" / "wikitext-2"
+        steps.append(["mlm-head", "--encoder", TEACHERS["minilm"], "--corpus", str(corpus), "--output",
+                      str(mlm_dir(out)), "--max-steps", str(MLM_STEPS)])  # fmt: skip
+    if not target.is_file():
+        partial = target.with_name(f"{target.stem}.partial.tsv")
+        cmd = ["augment", "--task", cell.task, "--data-dir", str(args.data_dir), "--mlm", str(mlm_dir(out)),
+               "--n-aug", str(cell.aug), "--output", str(partial), "--no-progress"]  # fmt: skip
+        if cell.task in tier.max_train_samples:
+            cmd += ["--max-train-samples", str(tier.max_train_samples[cell.task])]
+        steps.append(cmd)
+    log = out / cell.task / f"{target.stem}.log"
+    for cmd in steps:
+        rc = tinydistill(cmd, f"{cell.task}/{cmd[0]}", log, threads)
+        if rc != 0:
+            print(f"  failed (exit {rc}): see {log}", flush=True)
+            return False
+    if not target.is_file():
+        partial = target.with_name(f"{target.stem}.partial.tsv")
+        if not partial.is_file():
+            print(f"  augment wrote no {partial}: see {log}", flush=True)
+            return False
+        partial.rename(target)
+    return True
 
 
 def tinydistill(cmd: list[str], name: str, log: Path, threads: int | None) -> int:
@@ -568,6 +649,8 @@ CONFIGS = {
     ("pruned", "tinybert4"): "TinyBERT4-shape student pruned from it + TinyBERT task distillation",
     ("minilm6-trim", "tinybert4-prediction"): "all-MiniLM-L6-v2 (6L-384) remapped onto its tokenizer +"
     " TinyBERT's prediction step, vocabulary trimmed to the task's pieces after it",
+    ("minilm6-trim", f"tinybert4-prediction-aug{AUG}"): "all-MiniLM-L6-v2 (6L-384) remapped onto its"
+    f" tokenizer + TinyBERT's prediction step on augmented rows (N_a = {AUG}), vocabulary trimmed after it",
 }
 
 
@@ -729,8 +812,11 @@ def _settings(tier: Tier, args: argparse.Namespace, ledger: Path, tasks: list[st
         + "; TinyBERT's prediction step alone (`tinybert4-prediction`) the same total epochs in its one"
         " stage; LRC-BERT the same two stages (COS-NCE, then COS-NCE + soft/hard CE with its own"
         " schedule); the `minilm` start is all-MiniLM-L6-v2 remapped onto the teacher's tokenizer and cut"
-        " to the same shape (`prune --vocab-from`); no data augmentation in this tier (20x rows"
-        " cost 20x the budget).",
+        " to the same shape (`prune --vocab-from`); `-aug4` cells: TinyBERT's augmentation (N_a ="
+        f" {AUG}, p_t 0.4, K 15; masked-LM candidates from a head trained {MLM_STEPS} steps on"
+        " all-MiniLM-L6-v2 over WikiText-2) of the train rows, teacher-labelled (its logits, computed once"
+        " and kept on disk), as many steps as the same cell without augmentation (N_a = 20 would leave"
+        " most variants unseen in those steps and cost 5x the teacher pass).",
         f"- Seeds: {', '.join(map(str, tier.seeds))} for the pruned TinyBERT student on the four small tasks,"
         " one seed (42) otherwise.",
         *_general_line(args.general, ledger),
@@ -936,7 +1022,7 @@ def main(argv: list[str] | None = None) -> int:
             if args.stop_after is not None and (time.monotonic() - began) / 60 > args.stop_after:
                 print(f"--stop-after {args.stop_after} min reached; stopping before {cell.name}")
                 break
-            if prepare_start(cell, args, out, args.threads):
+            if prepare_start(cell, args, out, args.threads, tier):
                 done = run_cell(cell, cmd, out, args.threads)
                 if cell.trimmed and "error" not in done:
                     trim_and_evaluate(cell, args, out, args.threads)

@@ -61,6 +61,45 @@ def test_cell_commands_carry_the_budget(suite, tmp_path) -> None:
     assert alone[alone.index("--prediction-lr") + 1] == str(tier.prediction_lr)
 
 
+def test_augmented_cells_train_as_many_steps_on_the_augmented_rows(suite, tmp_path, monkeypatch) -> None:
+    args = suite.parse_args(
+        ["--tier", "cpu", "--data-dir", str(tmp_path / "glue"), "--output", str(tmp_path)]
+    )
+    tier = suite.TIERS["cpu"]
+    cells = suite.plan(tier, ["CoLA", "SST-2"], None, lrc=False)
+    aug = [c for c in cells if c.aug]
+    assert [(c.task, c.seed, c.aug) for c in aug] == [("CoLA", 42, 4), ("CoLA", 43, 4), ("CoLA", 44, 4)]
+    plain = suite.command(
+        suite.Cell("CoLA", "student", "minilm6-trim", "tinybert4-prediction"), tier, args, tmp_path
+    )
+    cmd = suite.command(aug[0], tier, args, tmp_path)
+    assert cmd[cmd.index("--recipe") + 1] == "tinybert4" and cmd[cmd.index("--stage") + 1] == "prediction"
+    assert cmd[cmd.index("--train-file") + 1] == str(tmp_path / "CoLA" / "aug4.tsv")
+    epochs = float(plain[plain.index("--prediction-epochs") + 1])
+    assert int(cmd[cmd.index("--prediction-max-steps") + 1]) == 268 * epochs  # 8,551 rows = 268 batches
+    assert aug[0].trimmed and aug[0].config == ("minilm6-trim", "tinybert4-prediction-aug4")
+    # SST-2's cap is applied when augmenting, not to the augmented rows
+    sst2 = suite.Cell("SST-2", "student", "minilm6-trim", "tinybert4-prediction-aug4")
+    assert "--max-train-samples" not in suite.command(sst2, tier, args, tmp_path)
+    calls = []
+    monkeypatch.setattr(suite, "tinydistill", lambda cmd, *a: calls.append(cmd) or 0)
+    assert not suite.prepare_augmented(sst2, args, tmp_path, None, tier)  # augment wrote nothing: refused
+    assert [c[0] for c in calls] == ["mlm-head", "augment"]
+    augment = calls[1]
+    assert augment[augment.index("--max-train-samples") + 1] == "8000"
+    assert augment[augment.index("--output") + 1].endswith("aug4.partial.tsv")
+    (tmp_path / "SST-2").mkdir()
+    Path(augment[augment.index("--output") + 1]).write_text("rows\n")
+    (tmp_path / "mlm-head").mkdir()
+    (tmp_path / "mlm-head" / "mlm_head.json").write_text("{}")
+    calls.clear()
+    assert (
+        suite.prepare_augmented(sst2, args, tmp_path, None, tier)
+        and (tmp_path / "SST-2" / "aug4.tsv").is_file()
+    )
+    assert [c[0] for c in calls] == ["augment"]  # the head is made once; a partial file is made again
+
+
 def _write(run: Path, metrics: dict) -> None:
     run.mkdir(parents=True)
     (run / "metrics.json").write_text(json.dumps(metrics))
@@ -227,7 +266,10 @@ def test_the_ledger_outlives_the_run_directories(suite, tmp_path) -> None:
         f"RTE/{n}"
         for n in ("teacher", "tinybert4-pruned-s43", "tinybert4-pruned-s44", "tinybert4-random-s42",
                   "tinybert4-prediction-pruned-s42", "tinybert4-prediction-minilm-s42",
-                  "tinybert4-minilm-s42", "tinybert4-prediction-minilm6-trim-s42")
+                  "tinybert4-minilm-s42", "tinybert4-prediction-minilm6-trim-s42",
+                  "tinybert4-prediction-minilm6-trim-s43", "tinybert4-prediction-minilm6-trim-s44",
+                  "tinybert4-prediction-aug4-minilm6-trim-s42", "tinybert4-prediction-aug4-minilm6-trim-s43",
+                  "tinybert4-prediction-aug4-minilm6-trim-s44")
     ]  # fmt: skip
     only = suite.parse_args(["--tasks", "RTE", "--only", "random", "--output", str(tmp_path)])
     assert [c.name for c in suite.todo(cells, tier, only, out, ledger)] == [
@@ -271,6 +313,7 @@ def test_cells_recorded_with_other_settings_are_run_again_and_kept_out_of_the_ta
         "RTE/tinybert4-prediction-minilm-s42",
         "RTE/tinybert4-minilm-s42",
         "RTE/tinybert4-prediction-minilm6-trim-s42",
+        "RTE/tinybert4-prediction-aug4-minilm6-trim-s42",
     ]
     text = suite.report(cells, new, args, ledger, {})
     assert "| RTE | tinybert4 |" not in text and "mean retention: n/a" in text

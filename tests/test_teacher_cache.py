@@ -16,7 +16,7 @@ from tinydistill.data import EncodedDataset, make_collate
 from tinydistill.models.capture import enable_capture, forward_reps
 from tinydistill.tasks import Example, get_task
 from tinydistill.training.state_cache import open_or_build
-from tinydistill.training.teacher_cache import logits_only, teacher_logits
+from tinydistill.training.teacher_cache import logits_only, stored_teacher_logits, teacher_logits
 
 
 def test_which_stages_can_use_the_cache() -> None:
@@ -41,6 +41,35 @@ def test_cached_logits_equal_the_per_batch_ones(tmp_path) -> None:
                                        if k != "labels"}).logits for j in range(0, 40, 8)])  # fmt: skip
     assert cache.shape == (40, 2)
     torch.testing.assert_close(cache, direct, atol=1e-5, rtol=1e-5)
+
+
+def test_stored_logits_are_read_back_for_the_same_teacher_and_rows_only(tmp_path) -> None:
+    tok = BertTokenizerFast(vocab=str(write_vocab(tmp_path / "vocab.txt")), do_lower_case=True)
+    glue = write_sst2_like(tmp_path / "glue", n_train=24, n_dev=4)
+    torch.manual_seed(0)
+    teacher = BertForSequenceClassification(tiny_bert_config(len(tok), layers=2, hidden=32)).eval()
+    from tinydistill.tasks.readers import load_split
+
+    rows = load_split(get_task("sst2"), str(glue), "train")
+    data = EncodedDataset(rows, tok, 32, get_task("sst2"))
+    collate, cpu, home = make_collate(tok), torch.device("cpu"), tmp_path / "home"
+    forwards = []
+    teacher.register_forward_hook(lambda *_: forwards.append(1))
+    first, why = stored_teacher_logits(teacher, data, collate, cpu, 8, "no", home)
+    assert why.startswith("stored") and len(forwards) == 3 and len(list(home.iterdir())) == 1
+    again, why = stored_teacher_logits(teacher, data, collate, cpu, 8, "no", home)
+    assert why.startswith("reused") and len(forwards) == 3  # no teacher pass
+    assert torch.equal(first, again)
+    # other rows, another precision or other weights: a new entry, computed
+    stored_teacher_logits(
+        teacher, EncodedDataset(rows[:20], tok, 32, get_task("sst2")), collate, cpu, 8, "no", home
+    )
+    stored_teacher_logits(teacher, data, collate, cpu, 8, "bf16/cpu", home)
+    with torch.no_grad():
+        teacher.classifier.bias.add_(1.0)
+    moved, why = stored_teacher_logits(teacher, data, collate, cpu, 8, "no", home)
+    assert why.startswith("stored") and len(list(home.iterdir())) == 4
+    torch.testing.assert_close(moved, first + 1.0)
 
 
 def toy_teacher(tmp_path: Path, **finetune: object) -> tuple[Path, Path, Path]:

@@ -53,7 +53,7 @@ from tinydistill.training import schedule as S
 from tinydistill.training.checkpoint import read_meta
 from tinydistill.training.perturb import PerturbOptions
 from tinydistill.training.state_cache import open_or_build
-from tinydistill.training.teacher_cache import cached_reps, logits_only, teacher_logits
+from tinydistill.training.teacher_cache import cached_reps, logits_only, stored_teacher_logits
 from tinydistill.training.terms import Distiller, build_term_modules, parse_term_options, teacher_reps
 
 
@@ -179,7 +179,17 @@ def _use_cache(cfg, stage, cache, acc, teacher, train_set, tokenizer, layers, di
     collate = make_collate(tokenizer)
     if logits_only(stage.term_names):
         if cache["logits"] is None:
-            cache["logits"] = teacher_logits(teacher, train_set, collate, acc.device, cfg.eval_batch_size)
+            with acc.main_process_first():  # one process computes and stores them, the others read
+                cache["logits"], why = stored_teacher_logits(
+                    teacher,
+                    train_set,
+                    collate,
+                    acc.device,
+                    cfg.eval_batch_size,
+                    f"{acc.mixed_precision}/{acc.device.type}",
+                )
+            if acc.is_main_process:
+                print(f"{stage.name}: teacher logits {why}", file=sys.stderr)
         return "logits"
     if cfg.teacher_state_cache <= 0:
         return None

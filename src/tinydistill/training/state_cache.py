@@ -87,7 +87,12 @@ def layout_for(teacher: nn.Module, layers: Sequence[int], attentions: bool, dtyp
 
 def cache_key(teacher: nn.Module, dataset: Any, layout: Layout) -> str:
     """Hash of the teacher's weights, every row's token ids and the layout."""
-    h = hashlib.sha1(json.dumps([VERSION, layout.__dict__]).encode())
+    return fingerprint(teacher, dataset, [VERSION, layout.__dict__])
+
+
+def fingerprint(teacher: nn.Module, dataset: Any, what: Any) -> str:
+    """Hash of ``what`` (JSON), the teacher's weights and every row's token ids."""
+    h = hashlib.sha1(json.dumps(what).encode())
     for name, tensor in sorted(teacher.state_dict().items()):
         h.update(name.encode())
         h.update(tensor.detach().float().cpu().numpy().tobytes())

@@ -6,19 +6,28 @@ and the rows are fixed, so its logits are the same every epoch. They are compute
 large length-sorted batches (little padding) in inference mode, and the loop looks them up by the
 row index the batch carries. In fp32 the cached logits equal the per-step ones up to float
 summation order (batches of other shapes).
+
+They are also kept on disk, ``<cache home>/teacher-logits/<key>.safetensors`` (a few bytes per row),
+the key hashing the teacher's weights, every row's token ids and the precision: another run on the
+same teacher and rows (seeds, starts, a second recipe on augmented rows, where the teacher pass is
+the larger part of the run) reads them instead of running the teacher again.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Collection
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+from tinydistill.deploy.cache import cache_home
 from tinydistill.deploy.inputs import model_inputs
 from tinydistill.losses.reps import Reps
 from tinydistill.progress import progress
+from tinydistill.training.state_cache import fingerprint
 
 # terms that read the teacher's logits and nothing else of it (hard_ce reads none)
 LOGIT_TERMS = frozenset({"prediction", "soft_ce", "kd", "hard_ce"})
@@ -47,6 +56,31 @@ def teacher_logits(
         batch = {k: v.to(device) for k, v in collate([dataset[i] for i in rows]).items()}
         out[rows] = teacher(**model_inputs(teacher, batch)).logits.float().cpu()
     return out
+
+
+def stored_teacher_logits(
+    teacher: nn.Module,
+    dataset: Any,
+    collate: Callable[[list], dict],
+    device: torch.device,
+    batch_size: int = 128,
+    precision: str = "no",
+    home: Path | None = None,
+) -> tuple[torch.Tensor, str]:
+    """:func:`teacher_logits`, read from the on-disk entry of this teacher and these rows when there
+    is one, else computed and written (atomically); returns them and what was done."""
+    from safetensors.torch import load_file, save_file
+
+    home = home or cache_home() / "teacher-logits"
+    path = home / f"{fingerprint(teacher, dataset, ['logits', 1, precision])}.safetensors"
+    if path.is_file():
+        return load_file(path)["logits"], f"reused {path}"
+    logits = teacher_logits(teacher, dataset, collate, device, batch_size)
+    home.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.partial")
+    save_file({"logits": logits.contiguous()}, tmp)
+    os.replace(tmp, path)
+    return logits, f"stored in {path}"
 
 
 def cached_reps(cache: torch.Tensor, batch: dict[str, torch.Tensor]) -> Reps:
