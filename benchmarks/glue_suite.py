@@ -817,8 +817,8 @@ def _settings(tier: Tier, args: argparse.Namespace, ledger: Path, tasks: list[st
         " all-MiniLM-L6-v2 over WikiText-2) of the train rows, teacher-labelled (its logits, computed once"
         " and kept on disk), as many steps as the same cell without augmentation (N_a = 20 would leave"
         " most variants unseen in those steps and cost 5x the teacher pass).",
-        f"- Seeds: {', '.join(map(str, tier.seeds))} for the pruned TinyBERT student on the four small tasks,"
-        " one seed (42) otherwise.",
+        f"- Seeds: {', '.join(map(str, tier.seeds))} on the four small tasks for the pruned TinyBERT student,"
+        " the minilm6-trim student and its augmented cells (where run); one seed (42) otherwise.",
         *_general_line(args.general, ledger),
         "",
     ]
