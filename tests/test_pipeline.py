@@ -529,9 +529,15 @@ def test_the_main_jobs_config_is_a_valid_pipeline_plan():
     from tinydistill import config as C
     from tinydistill.pipeline.plan import make_plan
 
-    cfg = C.build(C.PipelineConfig, Path(__file__).parents[1] / "configs" / "main.yaml")
-    plan = make_plan(cfg)
-    assert (cfg.teacher, cfg.teacher_lr, cfg.teacher_epochs) == ("all-mpnet-base-v2", 3e-5, 1)
-    assert (cfg.student, cfg.start) == ("tinybert-4l-312", "auto")
-    assert plan.section("distill") == {"prediction_lr": 2e-4}
-    assert plan.section("teacher") == {"length_buckets": 50}
+    configs = Path(__file__).parents[1] / "configs"
+    for name, student, start, trim in [
+        ("main.yaml", "all-MiniLM-L6-v2", "pretrained", 7.5),
+        ("main-pruned.yaml", "tinybert-4l-312", "auto", None),
+    ]:
+        cfg = C.build(C.PipelineConfig, configs / name)
+        plan = make_plan(cfg)
+        assert (cfg.teacher, cfg.teacher_lr, cfg.teacher_epochs) == ("all-mpnet-base-v2", 3e-5, 1)
+        assert (cfg.student, cfg.start, cfg.trim_ratio) == (student, start, trim)
+        assert plan.section("distill") == {"prediction_lr": 2e-4}
+        assert plan.section("teacher") == {"length_buckets": 50}
+        assert plan.enabled("trim") == (trim is not None)
