@@ -25,16 +25,20 @@ def test_which_stages_can_use_the_cache() -> None:
     assert not logits_only(set())
 
 
-def test_cached_logits_equal_the_per_batch_ones(tmp_path) -> None:
-    tok = BertTokenizerFast(vocab=str(write_vocab(tmp_path / "vocab.txt")), do_lower_case=True)
-    glue = write_sst2_like(tmp_path / "glue", n_train=40, n_dev=4)
-    torch.manual_seed(0)
-    teacher = BertForSequenceClassification(tiny_bert_config(len(tok), layers=2, hidden=32)).eval()
+def _toy_rows(tmp_path: Path, n_train: int) -> tuple:
+    """(a tiny teacher, its rows of a toy SST-2 train set encoded, their collate, the tokenizer)."""
     from tinydistill.tasks.readers import load_split
 
+    tok = BertTokenizerFast(vocab=str(write_vocab(tmp_path / "vocab.txt")), do_lower_case=True)
+    glue = write_sst2_like(tmp_path / "glue", n_train=n_train, n_dev=4)
+    torch.manual_seed(0)
+    teacher = BertForSequenceClassification(tiny_bert_config(len(tok), layers=2, hidden=32)).eval()
     rows = load_split(get_task("sst2"), str(glue), "train")
-    data = EncodedDataset(rows, tok, 32, get_task("sst2"))
-    collate = make_collate(tok)
+    return teacher, rows, EncodedDataset(rows, tok, 32, get_task("sst2")), make_collate(tok), tok
+
+
+def test_cached_logits_equal_the_per_batch_ones(tmp_path) -> None:
+    teacher, _, data, collate, _ = _toy_rows(tmp_path, 40)
     cache = teacher_logits(teacher, data, collate, torch.device("cpu"), batch_size=16)
     with torch.no_grad():
         direct = torch.cat([teacher(**{k: v for k, v in collate([data[i] for i in range(j, j + 8)]).items()
@@ -44,15 +48,8 @@ def test_cached_logits_equal_the_per_batch_ones(tmp_path) -> None:
 
 
 def test_stored_logits_are_read_back_for_the_same_teacher_and_rows_only(tmp_path) -> None:
-    tok = BertTokenizerFast(vocab=str(write_vocab(tmp_path / "vocab.txt")), do_lower_case=True)
-    glue = write_sst2_like(tmp_path / "glue", n_train=24, n_dev=4)
-    torch.manual_seed(0)
-    teacher = BertForSequenceClassification(tiny_bert_config(len(tok), layers=2, hidden=32)).eval()
-    from tinydistill.tasks.readers import load_split
-
-    rows = load_split(get_task("sst2"), str(glue), "train")
-    data = EncodedDataset(rows, tok, 32, get_task("sst2"))
-    collate, cpu, home = make_collate(tok), torch.device("cpu"), tmp_path / "home"
+    teacher, rows, data, collate, tok = _toy_rows(tmp_path, 24)
+    cpu, home = torch.device("cpu"), tmp_path / "home"
     forwards = []
     teacher.register_forward_hook(lambda *_: forwards.append(1))
     first, why = stored_teacher_logits(teacher, data, collate, cpu, 8, "no", home)
