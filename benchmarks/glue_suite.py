@@ -82,10 +82,13 @@ class Tier:
     prediction_lr: float | None = None  # None: the recipe's (tinybert4: 5e-5)
     min_prediction_steps: int = 0  # the prediction stage's own floor (0: min_stage_steps)
 
+    def rows(self, task: str) -> int:
+        """Train rows of a task under the tier's cap."""
+        return min(TRAIN_ROWS[task], self.max_train_samples.get(task, TRAIN_ROWS[task]))
+
     def student_epochs(self, task: str) -> tuple[float, float]:
         """(intermediate, prediction) epochs of a task: the tier's, raised to the step floors."""
-        rows = min(TRAIN_ROWS[task], self.max_train_samples.get(task, TRAIN_ROWS[task]))
-        batches = math.ceil(rows / BATCH)
+        batches = math.ceil(self.rows(task) / BATCH)
         floor = math.ceil(self.min_stage_steps / batches)
         prediction_floor = math.ceil((self.min_prediction_steps or self.min_stage_steps) / batches)
         return float(max(self.intermediate_epochs, floor)), float(
@@ -212,7 +215,7 @@ def command(cell: Cell, tier: Tier, args: argparse.Namespace, out: Path) -> list
         cmd += ["--intermediate-epochs", str(intermediate), "--prediction-epochs", str(prediction)]
         cmd += ["--intermediate-lr", str(tier.intermediate_lr)] if tier.intermediate_lr else []
     elif cell.aug:  # step 2 alone on the augmented rows, as many steps as on the task's rows
-        steps = math.ceil(_rows(cell.task, tier) / BATCH) * (intermediate + prediction)
+        steps = math.ceil(tier.rows(cell.task) / BATCH) * (intermediate + prediction)
         cmd += ["--stage", "prediction", "--train-file", str(augmented(cell, out))]
         cmd += ["--prediction-epochs", "100", "--prediction-max-steps", str(int(steps))]
     elif cell.recipe == "tinybert4-prediction":  # step 2 alone, the same total epochs
@@ -276,10 +279,6 @@ AUG = 4
 MLM_STEPS = 300  # the masked-LM head trained on all-MiniLM-L6-v2 (no English masked LM exists offline)
 
 
-def _rows(task: str, tier: Tier) -> int:
-    return min(TRAIN_ROWS[task], tier.max_train_samples.get(task, TRAIN_ROWS[task]))
-
-
 def augmented(cell: Cell, out: Path) -> Path:
     """A task's augmented train file (the train rows, then N_a variants of each), shared by its seeds."""
     return out / cell.task / f"aug{cell.aug}.tsv"
@@ -319,13 +318,13 @@ def prepare_augmented(
     """The masked-LM head (once) and the task's augmented file (written under another name, then renamed:
     an interrupted augmentation is made again, never read)."""
     target = augmented(cell, out)
+    partial = target.with_name(f"{target.stem}.partial.tsv")
     steps = []
     if not (mlm_dir(out) / "mlm_head.json").is_file():
         corpus = args.data_dir.parent / "corpus" / "wikitext-2"
         steps.append(["mlm-head", "--encoder", TEACHERS["minilm"], "--corpus", str(corpus), "--output",
                       str(mlm_dir(out)), "--max-steps", str(MLM_STEPS)])  # fmt: skip
     if not target.is_file():
-        partial = target.with_name(f"{target.stem}.partial.tsv")
         cmd = ["augment", "--task", cell.task, "--data-dir", str(args.data_dir), "--mlm", str(mlm_dir(out)),
                "--n-aug", str(cell.aug), "--output", str(partial), "--no-progress"]  # fmt: skip
         if cell.task in tier.max_train_samples:
@@ -338,7 +337,6 @@ def prepare_augmented(
             print(f"  failed (exit {rc}): see {log}", flush=True)
             return False
     if not target.is_file():
-        partial = target.with_name(f"{target.stem}.partial.tsv")
         if not partial.is_file():
             print(f"  augment wrote no {partial}: see {log}", flush=True)
             return False
