@@ -3,7 +3,9 @@ of docs/results.md, on hand-made metrics (no training)."""
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import io
 import json
 import re
 import shutil
@@ -377,3 +379,22 @@ def test_a_student_is_compared_with_the_teacher_run_it_learnt_from(suite) -> Non
     assert suite.teacher_of({"finished": "2026-12-07"}, teacher, "RTE") == pytest.approx(70)
     recorded = {"finished": "2026-12-05", "teacher_dev": {"accuracy": 0.69}}
     assert suite.teacher_of(recorded, teacher, "RTE") == pytest.approx(69)  # recorded with the student
+
+
+def test_a_plain_run_is_the_core_cells_and_only_or_all_cells_reach_the_rest(suite, tmp_path) -> None:
+    tier = suite.TIERS["cpu"]
+    cells = suite.plan(tier, ["RTE", "SST-2"], None, lrc=True)
+    names = [c.name for c in suite.core(cells, tier)]
+    assert names == [
+        "RTE/teacher", "RTE/tinybert4-pruned-s42", "SST-2/teacher", "SST-2/tinybert4-pruned-s42",
+        "RTE/tinybert4-prediction-minilm6-trim-s42", "SST-2/tinybert4-prediction-minilm6-trim-s42",
+        "RTE/tinybert4-prediction-minilm6-trim-s43", "RTE/tinybert4-prediction-minilm6-trim-s44",
+    ]  # fmt: skip
+    base = ["--tasks", "RTE,SST-2", "--output", str(tmp_path), "--data-dir", str(tmp_path), "--dry-run"]
+    for extra, runs_lrc in (([], False), (["--all-cells"], True), (["--only", "lrcbert4"], True)):
+        args = ["--results", str(tmp_path / "r.md"), "--ledger", str(tmp_path / "ledger"), *base, *extra]
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            assert suite.main(args) == 0
+        assert ("lrcbert4-pruned-s42" in out.getvalue()) is runs_lrc, extra
+        assert ("prediction-minilm6-trim-s44" in out.getvalue()) is (extra[:1] != ["--only"])
