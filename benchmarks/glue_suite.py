@@ -24,7 +24,8 @@ the headline line is the mean over the tasks done of student / teacher on the pa
 evaluation (its best one is printed beside it) against the teacher kept for its best dev score
 (both choices lower the retention rather than raise it).
 
-    PYTHONPATH=src python benchmarks/glue_suite.py --tier cpu                 # everything, resumable
+    PYTHONPATH=src python benchmarks/glue_suite.py --tier cpu                 # the core cells, resumable
+    PYTHONPATH=src python benchmarks/glue_suite.py --tier cpu --all-cells     # every cell of the plan
     PYTHONPATH=src python benchmarks/glue_suite.py --tier cpu --stop-after 150  # start no cell after 150 min
     PYTHONPATH=src python benchmarks/glue_suite.py --report-only              # rewrite docs/results.md
     PYTHONPATH=src python benchmarks/glue_suite.py --tier gpu                 # full train sets, paper epochs
