@@ -837,6 +837,9 @@ def _settings(tier: Tier, args: argparse.Namespace, ledger: Path, tasks: list[st
         " most variants unseen in those steps and cost 5x the teacher pass).",
         f"- Seeds: {', '.join(map(str, tier.seeds))} on the four small tasks for the pruned TinyBERT student,"
         " the minilm6-trim student and its augmented cells (where run); one seed (42) otherwise.",
+        "- A run without `--only` runs the core cells: the teachers, "
+        + " and ".join(f"{start} + {recipe} ({seeds})" for (start, recipe), seeds in CORE.items())
+        + "; `--all-cells` or `--only PATTERN` runs the others.",
         *_general_line(args.general, ledger),
         "",
     ]
