@@ -204,15 +204,23 @@ def core(cells: list[Cell], tier: Tier) -> list[Cell]:
     ]
 
 
-def command(cell: Cell, tier: Tier, args: argparse.Namespace, out: Path) -> list[str]:
-    """The ``tinydistill`` command line of a cell (resumable: ``--resume``)."""
+def common_options(task: str, tier: Tier, data_dir: Path, capped: bool = True) -> list[str]:
+    """The options every run of a task shares: its data, precision, batch, checkpoints, resume and, with
+    ``capped``, the tier's train-row cap."""
     common = [
-        "--task", cell.task, "--data-dir", str(args.data_dir), "--mixed-precision", tier.precision,
+        "--task", task, "--data-dir", str(data_dir), "--mixed-precision", tier.precision,
         "--batch-size", str(BATCH),
         "--save-every", "100", "--keep-checkpoints", "1", "--resume", "--logger", "none",
     ]  # fmt: skip
-    if cell.task in tier.max_train_samples and not cell.aug:  # an augmented file is made of the capped rows
-        common += ["--max-train-samples", str(tier.max_train_samples[cell.task])]
+    if capped and task in tier.max_train_samples:
+        common += ["--max-train-samples", str(tier.max_train_samples[task])]
+    return common
+
+
+def command(cell: Cell, tier: Tier, args: argparse.Namespace, out: Path) -> list[str]:
+    """The ``tinydistill`` command line of a cell (resumable: ``--resume``)."""
+    # an augmented file is made of the capped rows: its cells read it whole
+    common = common_options(cell.task, tier, args.data_dir, capped=not cell.aug)
     if cell.kind == "teacher":
         cmd = ["finetune", "--model", TEACHERS[args.teacher], "--output", str(out / cell.name), *common]
         cmd += ["--epochs", str(tier.teacher_epochs)] if tier.teacher_epochs else []

@@ -38,19 +38,16 @@ def recovery_dir(cell: suite.Cell, out: Path, epochs: float, lr: float) -> Path:
 
 
 def command(cell: suite.Cell, args: argparse.Namespace, out: Path, run: Path) -> list[str]:
-    tier = suite.TIERS[args.tier]
-    cmd = [
+    """The recovery run: the suite cell's options (its rows, as the teacher labelled them), the trimmed
+    student on its own tokenizer."""
+    return [
         "distill", "--teacher", str(out / cell.task / "teacher"),
-        "--student", str(suite.trimmed_dir(cell, out)),
+        "--student", str(suite.trimmed_dir(cell, out)), "--output", str(run),
         "--own-tokenizer", "--recipe", "tinybert4", "--stage", "prediction",
         "--prediction-epochs", f"{args.epochs:g}", "--prediction-lr", f"{args.lr:g}",
-        "--task", cell.task, "--data-dir", str(args.data_dir), "--output", str(run),
-        "--mixed-precision", tier.precision, "--batch-size", str(suite.BATCH), "--seed", str(cell.seed),
-        "--save-every", "100", "--keep-checkpoints", "1", "--resume", "--logger", "none",
+        "--seed", str(cell.seed),
+        *suite.common_options(cell.task, suite.TIERS[args.tier], args.data_dir),
     ]  # fmt: skip
-    if cell.task in tier.max_train_samples:  # the rows the cell trained on (and the teacher labelled)
-        cmd += ["--max-train-samples", str(tier.max_train_samples[cell.task])]
-    return cmd
 
 
 def row(
@@ -123,17 +120,16 @@ def main(argv: list[str] | None = None) -> int:
             continue
         run = recovery_dir(cell, out, args.epochs, args.lr)
         key = f"{cell.name} e{args.epochs:g} lr{args.lr:g}"
-        if suite.read_metrics(run) is None:
+        minutes = records.get(key, {}).get("minutes", float("nan"))
+        if (metrics := suite.read_metrics(run)) is None:
             began = time.perf_counter()
             log = run.parent / f"{run.name}.log"
             rc = suite.tinydistill(command(cell, args, out, run), run.name, log, args.threads)
-            if rc != 0 or suite.read_metrics(run) is None:
+            if rc != 0 or (metrics := suite.read_metrics(run)) is None:
                 print(f"  failed (exit {rc}): see {log}", file=sys.stderr)
                 return 1
             minutes = (time.perf_counter() - began) / 60
-        else:
-            minutes = records.get(key, {}).get("minutes", float("nan"))
-        new = row(cell, ledger, suite.read_metrics(run), minutes)  # type: ignore[arg-type]
+        new = row(cell, ledger, metrics, minutes)
         records[key] = {**new, "finished": records.get(key, {}).get("finished", dt.date.today().isoformat())}
         rows.append(records[key])
         args.results.mkdir(parents=True, exist_ok=True)
