@@ -493,7 +493,7 @@ class _StallWatch:
             f"warning: {self.name}: the loss has not moved from its starting value ({start:.4f} -> "
             f"{now:.4f}, under {100 * STALL_TOLERANCE:g}%) after {100 * STALL_SHARE:g}% of the steps "
             f"({step}/{self.total}): the model may be collapsing to a constant prediction (or it started"
-            " trained on this task: a recovery step at a low learning rate moves its loss little)",
+            " already trained on this task)",
             file=sys.stderr,
         )
         return True
