@@ -70,7 +70,9 @@ def test_augmented_cells_train_as_many_steps_on_the_augmented_rows(suite, tmp_pa
     tier = suite.TIERS["cpu"]
     cells = suite.plan(tier, ["CoLA", "SST-2"], None, lrc=False)
     aug = [c for c in cells if c.aug]
-    assert [(c.task, c.seed, c.aug) for c in aug] == [("CoLA", 42, 4), ("CoLA", 43, 4), ("CoLA", 44, 4)]
+    assert [(c.task, c.seed, c.aug, c.aug_epochs) for c in aug] == [
+        ("CoLA", s, 4, e) for e in (None, 3) for s in (42, 43, 44)
+    ]
     plain = suite.command(
         suite.Cell("CoLA", "student", "minilm6-trim", "tinybert4-prediction"), tier, args, tmp_path
     )
@@ -80,6 +82,12 @@ def test_augmented_cells_train_as_many_steps_on_the_augmented_rows(suite, tmp_pa
     epochs = float(plain[plain.index("--prediction-epochs") + 1])
     assert int(cmd[cmd.index("--prediction-max-steps") + 1]) == 268 * epochs  # 8,551 rows = 268 batches
     assert aug[0].trimmed and aug[0].config == ("minilm6-trim", "tinybert4-prediction-aug4")
+    # TinyBERT's schedule on the same rows: 3 epochs over them, no step cap
+    longer = suite.command(aug[3], tier, args, tmp_path)
+    assert aug[3].name == "CoLA/tinybert4-prediction-aug4-e3-minilm6-trim-s42"
+    assert longer[longer.index("--train-file") + 1] == str(tmp_path / "CoLA" / "aug4.tsv")
+    assert longer[longer.index("--prediction-epochs") + 1] == "3" and "--prediction-max-steps" not in longer
+    assert suite.augmented(aug[3], tmp_path) == suite.augmented(aug[0], tmp_path)  # one file, shared
     # SST-2's cap is applied when augmenting, not to the augmented rows
     sst2 = suite.Cell("SST-2", "student", "minilm6-trim", "tinybert4-prediction-aug4")
     assert "--max-train-samples" not in suite.command(sst2, tier, args, tmp_path)
@@ -272,7 +280,7 @@ def test_the_ledger_outlives_the_run_directories(suite, tmp_path) -> None:
                   "tinybert4-prediction-minilm6-trim-s43", "tinybert4-prediction-minilm6-trim-s44",
                   "tinybert4-prediction-aug4-minilm6-trim-s42", "tinybert4-prediction-aug4-minilm6-trim-s43",
                   "tinybert4-prediction-aug4-minilm6-trim-s44")
-    ]  # fmt: skip
+    ] + [f"RTE/tinybert4-prediction-aug4-e3-minilm6-trim-s{s}" for s in (42, 43, 44)]  # fmt: skip
     only = suite.parse_args(["--tasks", "RTE", "--only", "random", "--output", str(tmp_path)])
     assert [c.name for c in suite.todo(cells, tier, only, out, ledger)] == [
         "RTE/teacher",
@@ -316,6 +324,7 @@ def test_cells_recorded_with_other_settings_are_run_again_and_kept_out_of_the_ta
         "RTE/tinybert4-minilm-s42",
         "RTE/tinybert4-prediction-minilm6-trim-s42",
         "RTE/tinybert4-prediction-aug4-minilm6-trim-s42",
+        "RTE/tinybert4-prediction-aug4-e3-minilm6-trim-s42",
     ]
     text = suite.report(cells, new, args, ledger, {})
     assert "| RTE | tinybert4 |" not in text and "mean retention: n/a" in text
