@@ -73,6 +73,7 @@ def test_augmented_cells_train_as_many_steps_on_the_augmented_rows(suite, tmp_pa
     assert [(c.task, c.seed, c.aug, c.aug_epochs) for c in aug] == [
         *[("CoLA", s, 4, e) for e in (None, 3) for s in (42, 43, 44)],
         ("SST-2", 42, 4, 3),  # on every task, so that it can make the headline
+        ("CoLA", 42, 4, 3),  # both steps on the augmented rows: the small tasks, one seed
     ]
     plain = suite.command(
         suite.Cell("CoLA", "student", "minilm6-trim", "tinybert4-prediction"), tier, args, tmp_path
@@ -89,6 +90,14 @@ def test_augmented_cells_train_as_many_steps_on_the_augmented_rows(suite, tmp_pa
     assert longer[longer.index("--train-file") + 1] == str(tmp_path / "CoLA" / "aug4.tsv")
     assert longer[longer.index("--prediction-epochs") + 1] == "3" and "--prediction-max-steps" not in longer
     assert suite.augmented(aug[3], tmp_path) == suite.augmented(aug[0], tmp_path)  # one file, shared
+    # both steps on the same rows: step 1 for one epoch, then step 2's 3 epochs
+    both = suite.command(aug[-1], tier, args, tmp_path)
+    assert aug[-1].name == "CoLA/tinybert4-aug4-e3-minilm6-trim-s42" and "--stage" not in both
+    assert both[both.index("--recipe") + 1] == "tinybert4"
+    assert both[both.index("--train-file") + 1] == str(tmp_path / "CoLA" / "aug4.tsv")
+    assert both[both.index("--intermediate-epochs") + 1] == "1"
+    assert both[both.index("--prediction-epochs") + 1] == "3" and "--prediction-max-steps" not in both
+    assert both[both.index("--start") + 1] == "pretrained"
     # SST-2's cap is applied when augmenting, not to the augmented rows
     sst2 = suite.Cell("SST-2", "student", "minilm6-trim", "tinybert4-prediction-aug4")
     assert "--max-train-samples" not in suite.command(sst2, tier, args, tmp_path)
@@ -281,7 +290,9 @@ def test_the_ledger_outlives_the_run_directories(suite, tmp_path) -> None:
                   "tinybert4-prediction-minilm6-trim-s43", "tinybert4-prediction-minilm6-trim-s44",
                   "tinybert4-prediction-aug4-minilm6-trim-s42", "tinybert4-prediction-aug4-minilm6-trim-s43",
                   "tinybert4-prediction-aug4-minilm6-trim-s44")
-    ] + [f"RTE/tinybert4-prediction-aug4-e3-minilm6-trim-s{s}" for s in (42, 43, 44)]  # fmt: skip
+    ] + [f"RTE/tinybert4-prediction-aug4-e3-minilm6-trim-s{s}" for s in (42, 43, 44)] + [
+        "RTE/tinybert4-aug4-e3-minilm6-trim-s42"
+    ]  # fmt: skip
     only = suite.parse_args(["--tasks", "RTE", "--only", "random", "--output", str(tmp_path)])
     assert [c.name for c in suite.todo(cells, tier, only, out, ledger)] == [
         "RTE/teacher",
@@ -326,6 +337,7 @@ def test_cells_recorded_with_other_settings_are_run_again_and_kept_out_of_the_ta
         "RTE/tinybert4-prediction-minilm6-trim-s42",
         "RTE/tinybert4-prediction-aug4-minilm6-trim-s42",
         "RTE/tinybert4-prediction-aug4-e3-minilm6-trim-s42",
+        "RTE/tinybert4-aug4-e3-minilm6-trim-s42",
     ]
     text = suite.report(cells, new, args, ledger, {})
     assert "| RTE | tinybert4 |" not in text and "mean retention: n/a" in text
