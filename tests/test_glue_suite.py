@@ -410,7 +410,8 @@ def test_a_plain_run_is_the_core_cells_and_only_or_all_cells_reach_the_rest(suit
     assert names == [
         "RTE/teacher", "RTE/tinybert4-pruned-s42", "SST-2/teacher", "SST-2/tinybert4-pruned-s42",
         "RTE/tinybert4-prediction-minilm6-trim-s42", "SST-2/tinybert4-prediction-minilm6-trim-s42",
-        "RTE/tinybert4-prediction-minilm6-trim-s43", "RTE/tinybert4-prediction-minilm6-trim-s44",
+        "RTE/tinybert4-prediction-aug4-e3-minilm6-trim-s42",
+        "SST-2/tinybert4-prediction-aug4-e3-minilm6-trim-s42",
     ]  # fmt: skip
     base = ["--tasks", "RTE,SST-2", "--output", str(tmp_path), "--data-dir", str(tmp_path), "--dry-run"]
     for extra, runs_lrc in (([], False), (["--all-cells"], True), (["--only", "lrcbert4"], True)):
@@ -419,4 +420,16 @@ def test_a_plain_run_is_the_core_cells_and_only_or_all_cells_reach_the_rest(suit
         with contextlib.redirect_stdout(out):
             assert suite.main(args) == 0
         assert ("lrcbert4-pruned-s42" in out.getvalue()) is runs_lrc, extra
-        assert ("prediction-minilm6-trim-s44" in out.getvalue()) is (extra[:1] != ["--only"])
+        assert ("prediction-minilm6-trim-s44" in out.getvalue()) is (extra == ["--all-cells"])
+
+
+def test_settings_compare_the_files_the_suite_makes_wherever_its_output_is(suite) -> None:
+    def same(a: str, b: str) -> bool:
+        return suite._settings_of(a) == suite._settings_of(b)
+
+    here = "distill --output runs/x/RTE/c --student runs/x/RTE/minilm-cut --train-file runs/x/RTE/aug4.tsv"
+    there = "distill --output /tmp/o/cpu/mpnet/RTE/c --student /tmp/o/cpu/mpnet/RTE/minilm-cut"
+    assert same(f"{here} --seed 42", f"{there} --train-file /tmp/o/RTE/aug4.tsv --seed 42")
+    assert not same(f"{here} --seed 42", f"{there} --train-file /tmp/o/RTE/aug8.tsv --seed 42")
+    assert not same(f"{here} --seed 42", f"{there} --train-file /tmp/o/RTE/aug4.tsv --seed 43")
+    assert not same("distill --student all-MiniLM-L6-v2", "distill --student tinybert-4l-312")
