@@ -218,7 +218,7 @@ AUG_EPOCHS = 3  # TinyBERT's prediction-step epochs on augmented data
 AUG_STEP1_EPOCHS = 1
 MLM_STEPS = 300  # the masked-LM head trained on all-MiniLM-L6-v2 (no English masked LM exists offline)
 
-# What a run without --only or --all-cells runs (about 7 h on 2 cores): the teachers, the configuration
+# What a run without --only or --all-cells runs (about 7.5 h on 2 cores): the teachers, the configuration
 # the headline reports (TinyBERT's schedule on the augmented rows), the same start without augmentation
 # and the paper's recipe on the pruned start, one seed each, as the references. The other cells answered
 # their question (random start, step 2 alone from the pruned start, the cut MiniLM, LRC-BERT, step 1 on
