@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import WORDS, tiny_bert_config, write_sst2_like
-from transformers import AutoTokenizer, BertForSequenceClassification, BertTokenizerFast
+from transformers import AutoTokenizer, BertForSequenceClassification, BertModel, BertTokenizerFast
 
 import tinydistill
 from tinydistill import TinyDistillError
@@ -136,3 +136,25 @@ def test_prune_cuts_a_pretrained_model_on_the_teachers_tokenizer(tmp_path: Path,
     # the plan was cut from the 3-layer source, not the teacher: the default layer map and a fresh W_h
     assert metrics["start"] == "checkpoint" and metrics["layer_map"] == [2]
     assert metrics["vocab_remap"] is None  # already on the teacher's tokenizer
+
+
+def test_a_pretrained_students_new_head_is_drawn_from_the_seed(tmp_path: Path, tiny_encoder: Path) -> None:
+    """The head a checkpoint without one gets comes from --seed, not from what the process drew before
+    (a pipeline run after its teacher stage and one started --from distill train the same student)."""
+    glue = write_sst2_like(tmp_path / "glue")
+    student_dir = other_vocab_student(tmp_path / "student")
+    BertModel.from_pretrained(student_dir).save_pretrained(student_dir)  # the encoder alone: no head
+
+    def head(name: str, seed: int, draws: int) -> torch.Tensor:
+        torch.rand(draws)  # what an earlier stage of the same process may have drawn
+        out = tmp_path / name
+        tinydistill.distill(
+            task="sst2", data_dir=str(glue), teacher=str(tiny_encoder), student=str(student_dir),
+            start="pretrained", output=str(out), recipe="kd", epochs=1, batch_size=16, max_seq_length=16,
+            seed=seed,
+        )  # fmt: skip
+        return BertForSequenceClassification.from_pretrained(out).classifier.weight.detach()
+
+    first = head("a", 7, 0)
+    assert torch.equal(head("b", 7, 1000), first)
+    assert not torch.equal(head("c", 8, 0), first)

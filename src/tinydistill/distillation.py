@@ -275,6 +275,7 @@ def distill(
     if run.finished is not None:
         return R.RunResult(run.finished, run.output)
     tokenizer = tokenizer or load_tokenizer(cfg.teacher)
+    set_seed(cfg.seed)  # before a pre-trained student's new head is drawn: the seed, not what ran before
     m = load_models(cfg, data, tokenizer, teacher, student)
     cfg, stages = plan(cfg, data, m, tokenizer)
     # the student reads its own tokenizer (a trimmed vocabulary) where it trains on teacher logits only
