@@ -280,7 +280,7 @@ def distill(
     cfg, stages = plan(cfg, data, m, tokenizer)
     # the student reads its own tokenizer (a trimmed vocabulary) where it trains on teacher logits only
     s_tok = _own_tokenizer(cfg, stages, m.start) if cfg.own_tokenizer else tokenizer
-    set_seed(cfg.seed)
+    set_seed(cfg.seed)  # again: the modules below draw the same whatever loading the start drew
     distiller = build_distiller(
         cfg, m, set().union(*(st.term_names for st in stages)), data.spec.is_regression
     )
